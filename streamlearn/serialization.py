@@ -1,0 +1,103 @@
+"""Safe, deterministic bytes for state dicts: a JSON header plus raw little-endian arrays.
+
+Layout: ``MAGIC``, the header length (8 bytes, little-endian), the JSON header, the array data
+in header order, and a CRC-32 of everything before it (4 bytes). The header holds every
+non-array value of the (nested) state dict and, for each array, its path, dtype and shape.
+Nothing is ever unpickled: only float64/int64 arrays and JSON values can be read back.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+
+__all__ = ["pack", "unpack", "SerializationError"]
+
+MAGIC = b"STREAMLEARN\x01"
+_DTYPES = {"<f8": np.dtype("<f8"), "<i8": np.dtype("<i8")}
+
+
+class SerializationError(ValueError):
+    """Bytes that are not a valid, intact streamlearn state."""
+
+
+def _split(tree: dict, prefix: str, arrays: list) -> dict:
+    """Return ``tree`` with each numpy array replaced by a reference, collecting the arrays."""
+    out = {}
+    for key, value in tree.items():
+        if not isinstance(key, str) or "/" in key:
+            raise TypeError(f"state keys must be strings without '/', got {key!r}")
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out[key] = _split(value, path + "/", arrays)
+        elif isinstance(value, np.ndarray):
+            dtype = value.dtype.newbyteorder("<")
+            if dtype.str not in _DTYPES:
+                raise TypeError(f"{path}: only float64 and int64 arrays are stored, got {value.dtype}")
+            arrays.append((path, np.ascontiguousarray(value, dtype=dtype)))
+            out[key] = {"__array__": path}
+        else:
+            out[key] = value
+    return out
+
+
+def pack(state: dict) -> bytes:
+    """Serialise a state dict of JSON values and float64/int64 numpy arrays."""
+    arrays: list = []
+    tree = _split(state, "", arrays)
+    header = {
+        "tree": tree,
+        "arrays": [{"path": p, "dtype": a.dtype.str, "shape": list(a.shape)} for p, a in arrays],
+    }
+    try:
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"state holds a value that is not plain data: {exc}") from None
+    head = text.encode()
+    body = MAGIC + struct.pack("<Q", len(head)) + head + b"".join(a.tobytes() for _, a in arrays)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _join(tree, arrays: dict):
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            return arrays[tree["__array__"]]
+        return {k: _join(v, arrays) for k, v in tree.items()}
+    return tree
+
+
+def unpack(data: bytes) -> dict:
+    """Inverse of :func:`pack`; raises :class:`SerializationError` on any damage."""
+    data = bytes(data)
+    if len(data) < len(MAGIC) + 12 or not data.startswith(MAGIC):
+        raise SerializationError("not a streamlearn state (bad magic bytes)")
+    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+    if zlib.crc32(body) != crc:
+        raise SerializationError("state is corrupt or truncated (checksum mismatch)")
+    (n_head,) = struct.unpack("<Q", body[len(MAGIC): len(MAGIC) + 8])
+    start = len(MAGIC) + 8
+    try:
+        header = json.loads(body[start: start + n_head])
+        specs = header["arrays"]
+        tree = header["tree"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SerializationError(f"state header is unreadable: {exc}") from None
+    offset = start + n_head
+    arrays = {}
+    for spec in specs:
+        dtype = _DTYPES.get(spec.get("dtype"))
+        if dtype is None:
+            raise SerializationError(f"unsupported dtype {spec.get('dtype')!r}")
+        shape = tuple(int(s) for s in spec["shape"])
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset + size > len(body):
+            raise SerializationError("state is truncated")
+        arrays[spec["path"]] = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize,
+                                             offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+        offset += size
+    if offset != len(body):
+        raise SerializationError("state has trailing bytes")
+    return _join(tree, arrays)

@@ -1,0 +1,94 @@
+"""Bad input raises a clear error and leaves the learner byte-for-byte unchanged."""
+
+import math
+
+import numpy as np
+import pytest
+
+from streamlearn import ColumnarRegressor
+
+
+@pytest.fixture
+def trained():
+    model = ColumnarRegressor(seed=9)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = {"a": float(rng.normal()), "b": float(rng.normal())}
+        model.learn_one(x, 3 * x["a"])
+    return model
+
+
+BAD_X = [
+    ({"a": "1.0"}, TypeError),
+    ({"a": None}, TypeError),
+    ({"a": [1.0]}, TypeError),
+    ({"a": 1.0, "new": "x"}, TypeError),
+    ({"a": math.nan}, ValueError),
+    ({"a": math.inf}, ValueError),
+    ({"a": 1.0, "new": -math.inf}, ValueError),
+    ({"a": 10**400}, ValueError),
+    ({"a": np.float64("nan")}, ValueError),
+    ([("a", 1.0)], TypeError),
+    (None, TypeError),
+    ("a=1", TypeError),
+]
+
+
+@pytest.mark.parametrize("x, error", BAD_X)
+@pytest.mark.parametrize("method", ["learn_one", "predict_one", "observe_one"])
+def test_bad_features_raise_and_change_nothing(trained, x, error, method):
+    before = trained.to_bytes()
+    call = getattr(trained, method)
+    with pytest.raises(error):
+        call(x, 1.0) if method == "learn_one" else call(x)
+    assert trained.to_bytes() == before
+    assert trained.feature_names == ["a", "b"]
+
+
+@pytest.mark.parametrize("y, error", [
+    (math.nan, ValueError), (math.inf, ValueError), (-math.inf, ValueError),
+    ("2.0", TypeError), (None, TypeError), ([2.0], TypeError), (10**400, ValueError),
+])
+def test_bad_target_raises_and_changes_nothing(trained, y, error):
+    before = trained.to_bytes()
+    with pytest.raises(error, match="'y'"):
+        trained.learn_one({"a": 1.0, "new": 2.0}, y)
+    assert trained.to_bytes() == before
+
+
+def test_error_message_names_the_feature(trained):
+    with pytest.raises(ValueError, match="'temp'"):
+        trained.learn_one({"a": 1.0, "temp": math.nan}, 1.0)
+
+
+def test_numpy_and_int_values_are_accepted(trained):
+    trained.learn_one({"a": np.float32(0.5), "b": np.int64(2), "c": 3, "d": True}, np.float64(1.0))
+    assert trained.feature_names == ["a", "b", "c", "d"]
+
+
+def test_divergence_is_refused_without_corrupting_state():
+    """Raw inputs of 1e200 make the cell overflow: the step is refused, the state kept."""
+    model = ColumnarRegressor(normalize=False, optimizer="sgd", step_size=1.0, seed=0)
+    model.learn_one({"a": 1.0}, 1.0)
+    before = model.to_bytes()
+    with pytest.raises(FloatingPointError, match="unchanged"):
+        model.learn_one({"a": 1e200}, 1e200)
+    assert model.to_bytes() == before
+
+
+def test_predict_one_is_pure_even_with_new_features(trained):
+    before = trained.to_bytes()
+    for _ in range(3):
+        trained.predict_one({"a": 0.1, "brand_new": 4.0})
+    assert trained.to_bytes() == before
+    assert trained.feature_names == ["a", "b"]
+
+
+def test_cached_prediction_matches_an_uncached_step(trained):
+    other = ColumnarRegressor.from_bytes(trained.to_bytes())
+    x = {"a": 0.2, "brand_new": -1.0}
+    assert trained.predict_one(x) == other.predict_one(dict(x))
+    x["a"] = 5.0  # the cache must not alias the caller's dict
+    trained.learn_one(x, 1.0)
+    other.learn_one({"a": 5.0, "brand_new": -1.0}, 1.0)
+    assert trained.to_bytes() == other.to_bytes()

@@ -1,0 +1,14 @@
+"""The docstring examples run and print what they claim."""
+
+import doctest
+
+import pytest
+
+import streamlearn.columnar
+
+
+@pytest.mark.parametrize("module", [streamlearn.columnar])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -1,0 +1,119 @@
+"""state_dict / to_bytes / pickle round trips are exact; damaged bytes are refused."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from streamlearn import ColumnarRegressor
+from streamlearn.serialization import SerializationError
+
+
+def _stream(seed, T):
+    rng = np.random.default_rng(seed)
+    for t in range(T):
+        x = {"u": float(rng.normal()), "v": float(rng.uniform(0, 5))}
+        if t > T // 3:
+            x["w"] = float(rng.integers(0, 3))
+        yield x, float(10 * x["u"] + rng.normal())
+
+
+def _run(model, stream):
+    """Prequential predictions (with an unlabelled event every 7th step)."""
+    out = []
+    for t, (x, y) in enumerate(stream):
+        out.append(model.predict_one(x))
+        if t % 7 == 6:
+            model.observe_one(x)
+        else:
+            model.learn_one(x, y)
+    return out
+
+
+@pytest.mark.parametrize("params", [{}, {"optimizer": "sgd", "normalize": False, "step_size": 1e-3}])
+@pytest.mark.parametrize("how", ["state_dict", "bytes", "pickle", "deepcopy"])
+def test_round_trip_mid_stream_is_bit_identical(params, how):
+    stream = list(_stream(0, 300))
+    model = ColumnarRegressor(seed=5, **params)
+    _run(model, stream[:120])
+    model.predict_one(stream[120][0])  # a pending cached step must not leak into the copy
+    if how == "state_dict":
+        copy_ = ColumnarRegressor.from_state_dict(model.state_dict())
+    elif how == "bytes":
+        copy_ = ColumnarRegressor.from_bytes(model.to_bytes())
+    elif how == "pickle":
+        copy_ = pickle.loads(pickle.dumps(model))
+    else:
+        copy_ = copy.deepcopy(model)
+    assert copy_.to_bytes() == model.to_bytes()
+    assert _run(copy_, stream[120:]) == _run(model, stream[120:])
+    assert copy_.to_bytes() == model.to_bytes()
+
+
+def test_state_dict_layout():
+    model = ColumnarRegressor(n_columns=7, seed=1)
+    for x, y in _stream(1, 50):
+        model.learn_one(x, y)
+    state = model.state_dict()
+    m = len(state["feature_names"])
+    assert state["feature_names"] == ["u", "v", "w"]
+    assert state["format_version"] == 1 and state["class"] == "ColumnarRegressor"
+    assert state["params"] == model._get_params()
+    for key in ("parameters", "trace_h", "trace_c"):
+        assert state[key].shape == (7, 4, m + 2) and state[key].dtype == np.float64
+    for key in ("h", "c", "head_weights"):
+        assert state[key].shape == (7,)
+    assert isinstance(state["head_bias"], float)
+    # state is a copy: changing it does not change the learner
+    state["parameters"][:] = 0.0
+    assert np.any(model.state_dict()["parameters"] != 0.0)
+
+
+def test_to_bytes_is_deterministic():
+    a, b = ColumnarRegressor(seed=3), ColumnarRegressor(seed=3)
+    for x, y in _stream(2, 100):
+        a.learn_one(x, y)
+        b.learn_one(x, y)
+    assert a.to_bytes() == b.to_bytes()
+
+
+def test_damaged_bytes_are_refused():
+    data = ColumnarRegressor(seed=3).to_bytes()
+    with pytest.raises(SerializationError, match="checksum"):
+        ColumnarRegressor.from_bytes(data[:-20] + bytes(20))
+    with pytest.raises(SerializationError):
+        ColumnarRegressor.from_bytes(data[: len(data) // 2])
+    with pytest.raises(SerializationError, match="magic"):
+        ColumnarRegressor.from_bytes(b"\x80\x04pickle" + data)
+
+
+def test_load_state_dict_checks_what_it_loads():
+    model = ColumnarRegressor(n_columns=3, seed=0)
+    for x, y in _stream(3, 20):
+        model.learn_one(x, y)
+    state = model.state_dict()
+    other = ColumnarRegressor(n_columns=4, seed=0)
+    with pytest.raises(ValueError, match="params"):
+        other.load_state_dict(state)
+    bad = dict(state, parameters=state["parameters"][:, :, :-1])
+    with pytest.raises(ValueError, match="shape"):
+        ColumnarRegressor.from_state_dict(bad)
+    nan = dict(state, trace_h=np.full_like(state["trace_h"], np.nan))
+    with pytest.raises(ValueError, match="non-finite"):
+        ColumnarRegressor.from_state_dict(nan)
+    with pytest.raises(ValueError, match="format_version"):
+        ColumnarRegressor.from_state_dict(dict(state, format_version=99))
+
+
+def test_reset_state_zeroes_states_and_traces_only():
+    model = ColumnarRegressor(seed=2)
+    for x, y in _stream(4, 30):
+        model.learn_one(x, y)
+    before = model.state_dict()
+    model.reset_state()
+    after = model.state_dict()
+    for key in ("h", "c", "trace_h", "trace_c"):
+        assert not np.any(after[key])
+    np.testing.assert_array_equal(after["parameters"], before["parameters"])
+    np.testing.assert_array_equal(after["head_weights"], before["head_weights"])
