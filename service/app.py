@@ -1,0 +1,136 @@
+"""The prequential loop: per event predict, emit, learn; checkpoint; acknowledge.
+
+Source, pool, store, metrics and clock are arguments, so tests can inject them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+from .events import Invalid, parse
+
+__all__ = ["Service"]
+
+log = logging.getLogger(__name__)
+LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
+
+
+class Service:
+    """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
+    applied events, when idle for ``idle_seconds`` with unsaved progress, and at the end."""
+
+    def __init__(self, source, pool, store, metrics, positions: dict, predictions=None,
+                 dead_letters=None, checkpoint_every: int = 10_000, idle_seconds: float = 1.0,
+                 clock=time.monotonic):
+        self.source = source
+        self.pool = pool
+        self.store = store
+        self.metrics = metrics
+        self.positions = dict(positions)
+        self.predictions = predictions
+        self.dead_letters = dead_letters
+        self.checkpoint_every = checkpoint_every
+        self.idle_seconds = idle_seconds
+        self.clock = clock
+        self._unacked: list = []
+        self._since_checkpoint = 0
+        self._last_activity = clock()
+        self._last_lag = 0.0
+
+    def run(self, stop) -> None:
+        """Until ``stop`` is set or a finite source ends; always ends with a checkpoint."""
+        while not stop.is_set():
+            batch = self.source.poll(timeout=0.2)
+            if batch is None:
+                break
+            now = self.clock()
+            if not batch:
+                if self._since_checkpoint and now - self._last_activity >= self.idle_seconds:
+                    self.checkpoint()
+            for record in batch:
+                self.handle(record)
+                if self._since_checkpoint >= self.checkpoint_every:
+                    self.checkpoint()
+            if batch:
+                self._last_activity = now
+            if now - self._last_lag >= 1.0:
+                self._last_lag = now
+                for partition, lag in self.source.lag().items():
+                    self.metrics.lag.labels(partition=partition).set(lag)
+        self.checkpoint()
+
+    def handle(self, record) -> None:
+        """Apply one record exactly once (records at or before the saved position are
+        duplicates)."""
+        last = self.positions.get(record.partition)
+        if last is not None and record.position <= last:
+            self.metrics.handled("duplicate")
+            self._unacked.append(record)
+            return
+        event = parse(record.raw)
+        if not isinstance(event, Invalid):
+            event = self._apply(record, event)
+        if isinstance(event, Invalid):
+            self._reject(record, event)
+        self.positions[record.partition] = record.position
+        self._unacked.append(record)
+        self._since_checkpoint += 1
+
+    def _apply(self, record, event):
+        learner = self.pool.get(event.key)
+        try:
+            t0 = time.perf_counter()
+            prediction = learner.predict_one(event.x)
+            t1 = time.perf_counter()
+            if event.y is None:
+                learner.observe_one(event.x)
+            else:
+                learner.learn_one(event.x, event.y)
+            t2 = time.perf_counter()
+        except LEARNER_ERRORS as exc:  # the learner refused the step and kept its state
+            return Invalid("learner_error", f"{type(exc).__name__}: {exc}")
+        self.pool.applied(event.key)
+        self.metrics.predict_seconds.observe(t1 - t0)
+        if event.y is None:
+            self.metrics.handled("predicted")
+        else:
+            self.metrics.learn_seconds.observe(t2 - t1)
+            self.metrics.handled("learned")
+            self.metrics.error(event.y - prediction)
+        if self.predictions is not None:
+            self.predictions.write(json.dumps(
+                {"key": event.key, "partition": record.partition,
+                 "position": self.source.encode(record.position), "prediction": prediction,
+                 "y": event.y}) + "\n")
+        return event
+
+    def _reject(self, record, invalid: Invalid) -> None:
+        self.metrics.handled("invalid")
+        self.metrics.invalid.labels(reason=invalid.reason).inc()
+        if self.dead_letters is not None:
+            self.dead_letters.write(json.dumps(
+                {"reason": invalid.reason, "detail": invalid.detail,
+                 "raw": record.raw.decode("utf-8", "backslashreplace").rstrip("\n"),
+                 "partition": record.partition,
+                 "position": self.source.encode(record.position)}) + "\n")
+
+    def checkpoint(self) -> None:
+        """Write learners and positions atomically, then acknowledge to the source."""
+        if not self._since_checkpoint and not self._unacked and not self.pool.dirty:
+            return
+        start = time.perf_counter()
+        for stream in (self.dead_letters, self.predictions):
+            if stream is not None:
+                stream.flush()
+                if hasattr(stream, "fileno") and stream.fileno() > 2:
+                    os.fsync(stream.fileno())
+        positions = {p: self.source.encode(v) for p, v in self.positions.items()}
+        self.store.commit(positions, self.pool.snapshot(), self.source.name)
+        self.source.ack(self._unacked)
+        self._unacked = []
+        self._since_checkpoint = 0
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
+        self.metrics.last_checkpoint.set(time.time())

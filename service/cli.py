@@ -1,0 +1,132 @@
+"""``streamlearn-service``: run | produce | inspect (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .app import Service
+from .checkpoint import CheckpointStore
+from .config import Config, build_model, parse_param
+from .metrics import ServiceMetrics
+from .pool import LearnerPool
+from .sources import RedisTarget, open_source
+
+log = logging.getLogger("streamlearn.service")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamlearn-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="learn from an event stream")
+    run.add_argument("--source", help="JSON-lines file, - for stdin, or "
+                     "redis://HOST:PORT/DB?stream=NAME&partitions=P")
+    run.add_argument("--config", help="TOML file with the same keys as these flags")
+    run.add_argument("--model", help="model name (default: columnar)")
+    run.add_argument("--param", action="append", type=parse_param, dest="params",
+                     metavar="KEY=VALUE", help="model parameter (repeatable)")
+    run.add_argument("--seed", type=int, help="base seed of the per-key learners (default 0)")
+    run.add_argument("--metrics-address", help="HOST:PORT of /metrics (default "
+                     "127.0.0.1:9464; 'none' to disable)")
+    run.add_argument("--checkpoint-dir", help="default ./streamlearn-checkpoint")
+    run.add_argument("--checkpoint-every", type=int, help="events between checkpoints")
+    run.add_argument("--max-learners", type=int, help="learners kept in memory")
+    run.add_argument("--predictions", help="file for predictions as JSON lines, - for stdout")
+    run.add_argument("--dead-letter", help="file for rejected events as JSON lines")
+    run.add_argument("--follow", action="store_true", help="keep reading a growing file")
+    produce = sub.add_parser("produce", help="publish JSON lines into partitioned streams")
+    produce.add_argument("--target", required=True, help="redis://HOST:PORT/DB?stream=NAME"
+                         "&partitions=P")
+    produce.add_argument("file", help="JSON-lines file, - for stdin")
+    inspect = sub.add_parser("inspect", help="summarise a checkpoint folder")
+    inspect.add_argument("directory")
+    inspect.add_argument("--json", action="store_true")
+    return parser
+
+
+def _open_output(path: str | None):
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    return open(path, "a", encoding="utf-8")
+
+
+def run(config: Config) -> int:
+    store = CheckpointStore(config.checkpoint_dir)
+    manifest = store.load() or {"positions": {}, "learners": {}}
+    registry = CollectorRegistry()
+    pool_ref = []
+    metrics = ServiceMetrics(registry, learners=lambda: len(pool_ref[0]) if pool_ref else 0)
+    pool = LearnerPool(build_model(config), config.seed, store, config.max_learners,
+                       on_evict=metrics.evictions.inc)
+    pool_ref.append(pool)
+    pool.restore(manifest["learners"])
+    source = open_source(config.source, config.follow, manifest["positions"])
+    positions = {p: source.decode(v) for p, v in manifest["positions"].items()} \
+        if source.replayable else {}
+    if config.metrics_address and config.metrics_address != "none":
+        host, _, port = config.metrics_address.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    predictions, dead = _open_output(config.predictions), _open_output(config.dead_letter)
+    service = Service(source, pool, store, metrics, positions, predictions=predictions,
+                      dead_letters=dead, checkpoint_every=config.checkpoint_every)
+    try:
+        service.run(stop)
+    finally:
+        source.close()
+        for out in (predictions, dead):
+            if out is not None and out is not sys.stdout:
+                out.close()
+    return 0
+
+
+def inspect(directory: str, as_json: bool) -> int:
+    manifest = CheckpointStore(directory).load()
+    if manifest is None:
+        print(f"no checkpoint in {directory}", file=sys.stderr)
+        return 1
+    summary = {"source": manifest["source"], "positions": manifest["positions"],
+               "learners": manifest["learners"]}
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        events = sum(v["events"] for v in manifest["learners"].values())
+        print(f"source: {manifest['source']}")
+        for partition, position in sorted(manifest["positions"].items()):
+            print(f"position {partition}: {position}")
+        print(f"learners: {len(manifest['learners'])}, events applied: {events}")
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            if args.params is not None:
+                args.params = tuple(sorted(args.params))
+            return run(Config.build(args, args.config))
+        if args.command == "produce":
+            stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+            with stream:
+                count = RedisTarget(args.target).publish(stream)
+            print(f"published {count} events", file=sys.stderr)
+            return 0
+        return inspect(args.directory, args.json)
+    except (ValueError, OSError) as exc:
+        print(f"streamlearn-service: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

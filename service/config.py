@@ -1,0 +1,80 @@
+"""Service configuration: a frozen dataclass built once from an optional TOML file and flags.
+
+Flags override the file. The model is chosen by name from :data:`MODELS` with parameters
+given as ``KEY=VALUE`` (VALUE read as JSON, else as a string): nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+
+from streamlearn import ColumnarRegressor
+
+__all__ = ["Config", "MODELS", "build_model", "parse_param"]
+
+MODELS = {"columnar": ColumnarRegressor}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    source: str
+    model: str = "columnar"
+    params: tuple = ()  # ((key, value), ...)
+    seed: int = 0
+    metrics_address: str | None = "127.0.0.1:9464"
+    checkpoint_dir: str = "streamlearn-checkpoint"
+    checkpoint_every: int = 10_000
+    max_learners: int = 10_000
+    predictions: str | None = None
+    dead_letter: str | None = None
+    follow: bool = False
+
+    @classmethod
+    def build(cls, args, file: str | None = None) -> "Config":
+        """From parsed argparse ``args`` (None means unset) over the TOML ``file``."""
+        values = {}
+        if file:
+            with open(file, "rb") as f:
+                data = tomllib.load(f)
+            unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+            if unknown:
+                raise ValueError(f"unknown keys in {file}: {sorted(unknown)}")
+            values.update(data)
+            if "params" in values:
+                values["params"] = tuple(sorted(dict(values["params"]).items()))
+        for field in dataclasses.fields(cls):
+            value = getattr(args, field.name, None)
+            if value is not None and value is not False:
+                values[field.name] = value
+        if "source" not in values:
+            raise ValueError("a --source is required")
+        config = cls(**values)
+        if config.model not in MODELS:
+            raise ValueError(f"unknown model {config.model!r}; choose from {sorted(MODELS)}")
+        if config.checkpoint_every < 1 or config.max_learners < 1:
+            raise ValueError("--checkpoint-every and --max-learners must be >= 1")
+        return config
+
+
+def parse_param(text: str) -> tuple:
+    """``KEY=VALUE`` with VALUE parsed as JSON (numbers, booleans, strings, null) or kept as
+    a plain string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_model(config: Config):
+    """The prototype learner; its seed is replaced per key by the pool."""
+    params = dict(config.params)
+    params.pop("seed", None)
+    try:
+        return MODELS[config.model](**params)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for model {config.model!r}: {exc}") from None

@@ -1,0 +1,111 @@
+"""Prometheus metrics of the service, on an injected registry (DESIGN.md section 3).
+
+Counters and histograms are updated in the loop; gauges that are cheap to compute at scrape
+time (learners, throughput, rolling loss) are read then, through ``set_function``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS"]
+
+OUTCOMES = ("learned", "predicted", "invalid", "duplicate")
+# Seconds, from 1 microsecond to 1 second.
+LATENCY_BUCKETS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3,
+                   1e-2, 0.1, 1.0)
+
+
+class _Loss:
+    """Absolute and squared errors: progressive (since start) and over the last ``window``."""
+
+    def __init__(self, window: int):
+        self.window = collections.deque(maxlen=window)
+        self.lock = threading.Lock()
+        self.n = 0
+        self.abs_sum = 0.0
+        self.sq_sum = 0.0
+
+    def update(self, error: float) -> None:
+        with self.lock:
+            self.n += 1
+            self.abs_sum += abs(error)
+            self.sq_sum += error * error
+            self.window.append(error)
+
+    def progressive(self, metric: str) -> float:
+        with self.lock:
+            if not self.n:
+                return math.nan
+            return self.abs_sum / self.n if metric == "mae" else math.sqrt(self.sq_sum / self.n)
+
+    def rolling(self, metric: str) -> float:
+        with self.lock:
+            errors = list(self.window)
+        if not errors:
+            return math.nan
+        if metric == "mae":
+            return sum(abs(e) for e in errors) / len(errors)
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+
+class ServiceMetrics:
+    """All ``streamlearn_*`` metrics; ``learners`` is a callable giving the live count."""
+
+    def __init__(self, registry: CollectorRegistry, learners=lambda: 0, window: int = 1000,
+                 clock=time.monotonic):
+        self.clock = clock
+        self.events = Counter("streamlearn_events", "Events by outcome", ["outcome"],
+                              registry=registry)
+        self.outcome = {o: self.events.labels(outcome=o) for o in OUTCOMES}
+        self.invalid = Counter("streamlearn_invalid_events", "Rejected events by reason",
+                               ["reason"], registry=registry)
+        self.learn_seconds = Histogram("streamlearn_learn_seconds", "Time of one learn step",
+                                       buckets=LATENCY_BUCKETS, registry=registry)
+        self.predict_seconds = Histogram("streamlearn_predict_seconds",
+                                         "Time of one prediction", buckets=LATENCY_BUCKETS,
+                                         registry=registry)
+        self.checkpoint_seconds = Histogram("streamlearn_checkpoint_seconds",
+                                            "Time to write a checkpoint", registry=registry)
+        self.last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
+                                     "Unix time of the last durable checkpoint",
+                                     registry=registry)
+        self.evictions = Counter("streamlearn_learner_evictions", "Learners evicted to the store",
+                                 registry=registry)
+        self.lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
+                         ["partition"], registry=registry)
+        Gauge("streamlearn_learners", "Learners in memory",
+              registry=registry).set_function(learners)
+        self._loss = _Loss(window)
+        rolling = Gauge("streamlearn_loss", f"Loss over the last {window} labelled events",
+                        ["metric"], registry=registry)
+        progressive = Gauge("streamlearn_progressive_loss", "Loss since the service started",
+                            ["metric"], registry=registry)
+        for metric in ("mae", "rmse"):
+            rolling.labels(metric=metric).set_function(lambda m=metric: self._loss.rolling(m))
+            progressive.labels(metric=metric).set_function(
+                lambda m=metric: self._loss.progressive(m))
+        self._applied = 0
+        self._marks = collections.deque([(clock(), 0)], maxlen=11)  # (time, events) per second
+        Gauge("streamlearn_events_per_second", "Events handled per second over the last ~10 s",
+              registry=registry).set_function(self._throughput)
+
+    def error(self, error: float) -> None:
+        self._loss.update(error)
+
+    def handled(self, outcome: str) -> None:
+        """Count one event; mark throughput at most once a second."""
+        self.outcome[outcome].inc()
+        self._applied += 1
+        now = self.clock()
+        if now - self._marks[-1][0] >= 1.0:
+            self._marks.append((now, self._applied))
+
+    def _throughput(self) -> float:
+        (t0, n0), (t1, n1) = self._marks[0], (self.clock(), self._applied)
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
