@@ -82,6 +82,11 @@ def run(config: Config) -> int:
                       dead_letters=dead, checkpoint_every=config.checkpoint_every)
     try:
         service.run(stop)
+        sample = registry.get_sample_value
+        counts = {o: int(sample("streamlearn_events_total", {"outcome": o}) or 0)
+                  for o in ("learned", "predicted", "invalid", "duplicate")}
+        log.info("stopped after %s; progressive MAE %.4g; checkpoint in %s", counts,
+                 sample("streamlearn_progressive_loss", {"metric": "mae"}), store.directory)
     finally:
         source.close()
         for out in (predictions, dead):

@@ -2,6 +2,7 @@
 stream that needs memory, printing the progressive MAE as the stream goes."""
 
 import argparse
+import json
 import time
 
 from river import linear_model, metrics
@@ -10,12 +11,29 @@ from streamlearn import ColumnarRegressor
 from streamlearn.datasets import MovingAverage
 
 
+def write_events(path: str, steps: int, seed: int, sensors: int = 5) -> None:
+    """Interleave ``sensors`` MovingAverage streams as service events, keyed by sensor."""
+    streams = [iter(MovingAverage(n=steps, seed=seed + k)) for k in range(sensors)]
+    with open(path, "w", encoding="utf-8") as f:
+        for t in range(steps):
+            k = t % sensors
+            x, y = next(streams[k])
+            event = {"key": f"sensor-{k}", "x": x, "y": None if t % 10 == 9 else y}
+            f.write(json.dumps(event) + "\n")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--every", type=int, default=2_000, help="print every N steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-events", metavar="FILE",
+                        help="instead, write a keyed JSON-lines event stream for "
+                             "streamlearn-service (5 sensors, every 10th event unlabelled)")
     args = parser.parse_args(argv)
+    if args.write_events:
+        write_events(args.write_events, args.steps, args.seed)
+        return
     models = {"ColumnarRegressor": ColumnarRegressor(seed=args.seed),
               "LinearRegression": linear_model.LinearRegression()}
     maes = {name: metrics.MAE() for name in models}

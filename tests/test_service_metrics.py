@@ -1,0 +1,76 @@
+"""Metrics: unit-checked on an injected registry, and scraped by a real Prometheus server."""
+
+import json
+import math
+import signal
+
+from prometheus_client import CollectorRegistry
+
+from servers import prometheus_server
+from service_helpers import JUNK, event_lines, free_port, start_cli, wait_for, write_lines
+from streamlearn import ColumnarRegressor
+from streamlearn.service.app import Service
+from streamlearn.service.checkpoint import CheckpointStore
+from streamlearn.service.metrics import ServiceMetrics
+from streamlearn.service.pool import LearnerPool
+from streamlearn.service.sources import FileSource
+
+
+def test_metrics_count_every_outcome(tmp_path):
+    lines = event_lines(400, n_keys=3, seed=1) + JUNK[:3]
+    write_lines(tmp_path / "e.jsonl", lines)
+    registry = CollectorRegistry()
+    store = CheckpointStore(tmp_path / "ck")
+    pool = LearnerPool(ColumnarRegressor(), 0, store, max_learners=2)
+    metrics = ServiceMetrics(registry, learners=lambda: len(pool))
+    pool.on_evict = metrics.evictions.inc
+    source = FileSource(tmp_path / "e.jsonl")
+    Service(source, pool, store, metrics, {}).run(stop=_Never())
+    value = registry.get_sample_value
+    assert value("streamlearn_events_total", {"outcome": "learned"}) == 300
+    assert value("streamlearn_events_total", {"outcome": "predicted"}) == 100
+    assert value("streamlearn_events_total", {"outcome": "invalid"}) == 3
+    assert value("streamlearn_invalid_events_total", {"reason": "malformed_json"}) == 2
+    assert value("streamlearn_learn_seconds_count") == 300
+    assert value("streamlearn_predict_seconds_count") == 400
+    assert value("streamlearn_learners") == 2
+    assert value("streamlearn_learner_evictions_total") > 0
+    assert value("streamlearn_checkpoint_seconds_count") == 1
+    assert 0 < value("streamlearn_progressive_loss", {"metric": "mae"}) \
+        <= value("streamlearn_progressive_loss", {"metric": "rmse"})
+    assert math.isfinite(value("streamlearn_loss", {"metric": "rmse"}))
+
+    # replaying the same file from the start: every event is a duplicate
+    registry2 = CollectorRegistry()
+    metrics2 = ServiceMetrics(registry2)
+    positions = {"file": int(store.load()["positions"]["file"])}
+    Service(FileSource(tmp_path / "e.jsonl"), pool, store, metrics2, positions).run(_Never())
+    assert registry2.get_sample_value("streamlearn_events_total",
+                                      {"outcome": "duplicate"}) == len(lines)
+
+
+class _Never:
+    def is_set(self):
+        return False
+
+
+def test_a_real_prometheus_scrapes_the_service(tmp_path):
+    write_lines(tmp_path / "e.jsonl", event_lines(2_000, n_keys=4, seed=2))
+    port = free_port()
+    proc = start_cli("run", "--source", tmp_path / "e.jsonl", "--follow", "--checkpoint-dir",
+                     tmp_path / "ck", "--metrics-address", f"127.0.0.1:{port}")
+    try:
+        with prometheus_server(tmp_path, f"127.0.0.1:{port}") as query:
+            learned = wait_for(
+                lambda: [r for r in query('streamlearn_events_total{outcome="learned"}')
+                         if float(r["value"][1]) == 1_500],
+                timeout=90, interval=0.5, what="Prometheus to see 1500 learned events")
+            assert learned[0]["metric"]["job"] == "streamlearn"
+            p99 = wait_for(
+                lambda: query("histogram_quantile(0.99, streamlearn_learn_seconds_bucket)"),
+                timeout=30, interval=0.5, what="a latency quantile")
+            assert 0 < float(p99[0]["value"][1]) < 1.0
+            print(json.dumps({"p99_learn_seconds": p99[0]["value"][1]}))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

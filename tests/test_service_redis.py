@@ -1,0 +1,59 @@
+"""The service on Redis Streams (a real redis-server): 4 partitions, consumer killed
+mid-stream, per-key states identical to the file run."""
+
+import signal
+import time
+
+import redis
+
+from servers import redis_server
+from service_helpers import JUNK, event_lines, inspect, run_cli, start_cli, wait_for, write_lines
+from streamlearn.service.checkpoint import CheckpointStore
+
+N = 30_000
+
+
+def _applied(ck) -> int:
+    manifest = CheckpointStore(ck).load() if (ck / "manifest.json").exists() else None
+    return sum(v["events"] for v in manifest["learners"].values()) if manifest else 0
+
+ARGS = ("--metrics-address", "none", "--checkpoint-every", "300")
+
+
+def test_killed_consumer_ends_identical_to_the_file_run(tmp_path):
+    lines = event_lines(N, n_keys=30, seed=11)
+    lines[100:100] = JUNK  # junk travels through the broker too
+    events = tmp_path / "events.jsonl"
+    write_lines(events, lines)
+    out = run_cli("run", "--source", events, "--checkpoint-dir", tmp_path / "file", *ARGS)
+    assert out.returncode == 0, out.stderr
+    expected = inspect(tmp_path / "file")["learners"]
+
+    with redis_server(tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}/0?stream=ev&partitions=4"
+        out = run_cli("produce", "--target", url, events)
+        assert out.returncode == 0, out.stderr
+        client = redis.Redis(port=port)
+        assert sum(client.xlen(f"ev:{p}") for p in range(4)) == len(lines)
+        assert all(client.xlen(f"ev:{p}") > 0 for p in range(4))
+
+        ck = tmp_path / "redis"
+        for fraction in (0.2, 0.6):  # kill the consumer twice, mid-stream
+            proc = start_cli("run", "--source", url, "--checkpoint-dir", ck, *ARGS)
+            wait_for(lambda: _applied(ck) >= fraction * N, timeout=120, interval=0.01,
+                     what=f"{fraction:.0%} of the events applied")
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait() == -signal.SIGKILL
+            assert _applied(ck) < N, "the kill must come mid-stream"
+        proc = start_cli("run", "--source", url, "--checkpoint-dir", ck, *ARGS)
+        try:
+            wait_for(lambda: _applied(ck) == N, timeout=120, interval=0.2,
+                     what="every event applied")
+            wait_for(lambda: all(client.xpending(f"ev:{p}", "streamlearn")["pending"] == 0
+                                 for p in range(4)), timeout=30, what="acknowledgements")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        assert inspect(ck)["learners"] == expected
+        client.close()
