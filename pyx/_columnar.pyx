@@ -122,9 +122,22 @@ cdef class ColumnarKernel:
         self.gates = np.zeros((self.n, 4))
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
-        self.maxima = np.stack([np.abs(arrays[k]).max(axis=(1, 2)) for k in ("TH", "TC", "P")],
-                               axis=1).copy()
+        self.maxima = np.zeros((self.n, 3))
+        self._refresh_maxima()
         self.pending = False
+
+    cdef void _refresh_maxima(self) noexcept nogil:
+        """Per-column max |TH|, |TC|, |P| (commit keeps them current after that)."""
+        cdef Py_ssize_t i, z, k
+        for i in range(self.n):
+            self.maxima[i, M_TH] = 0.0
+            self.maxima[i, M_TC] = 0.0
+            self.maxima[i, M_P] = 0.0
+            for z in range(4):
+                for k in range(self.m + 2):
+                    self.maxima[i, M_TH] = _max(self.maxima[i, M_TH], fabs(self.TH[i, z, k]))
+                    self.maxima[i, M_TC] = _max(self.maxima[i, M_TC], fabs(self.TC[i, z, k]))
+                    self.maxima[i, M_P] = _max(self.maxima[i, M_P], fabs(self.P[i, z, k]))
 
     @property
     def prediction(self):

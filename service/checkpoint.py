@@ -1,11 +1,16 @@
-"""Crash-safe checkpoints: content-addressed learner blobs plus an atomically replaced manifest.
+"""Crash-safe checkpoints: learner states in append-only segment files plus an atomically
+replaced manifest.
 
-``DIR/learners/<sha256>`` holds one learner's ``to_bytes()``, named by its SHA-256 (immutable,
-verified on read). ``DIR/manifest.json`` names the blob and event count of every learner and
-the last applied source positions: replacing it (temp file, fsync, ``os.replace``, fsync of
-the folder) is the single commit point, so learner states and positions always match. The
-previous manifest is kept as ``manifest.prev.json``: a damaged manifest is reported and the
-previous one used. Nothing here unpickles anything.
+A learner's bytes (its ``to_bytes()``) are appended to the open segment ``DIR/segments/N``
+and located by ``{"segment", "offset", "length", "sha256"}`` (verified on read). Committing
+fsyncs the open segment, then writes ``DIR/manifest.json`` (the reference of every learner,
+its event count and the last applied source positions) to a temp file, fsyncs it, renames it
+over the old one and fsyncs the folder: that rename is the single commit point, so learner
+states and positions always match, with one segment fsync per checkpoint whatever the number
+of learners. The previous manifest is kept as ``manifest.prev.json``; a damaged manifest is
+reported and the previous one used. Segments referenced by neither are deleted; learners still
+living in a mostly-dead segment are copied forward first, so the folder stays within about
+twice the live state. Nothing here unpickles anything.
 """
 
 from __future__ import annotations
@@ -18,24 +23,16 @@ import os
 __all__ = ["CheckpointStore", "CheckpointError"]
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2
+# A segment whose live bytes fall below this fraction is compacted into the open segment.
+COMPACT_BELOW = 0.5
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read back intact."""
 
 
-def _write_atomic(path: str, data: bytes, sync: bool = True) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_file(path: str) -> None:
+def _fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -46,7 +43,8 @@ def _fsync_file(path: str) -> None:
 def _seal(body: dict) -> bytes:
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return json.dumps({"body": body, "sha256": digest}, sort_keys=True, indent=1).encode()
+    return json.dumps({"body": body, "sha256": digest}, sort_keys=True,
+                      separators=(",", ":")).encode()
 
 
 def _unseal(data: bytes) -> dict:
@@ -65,63 +63,95 @@ def _unseal(data: bytes) -> dict:
 
 
 class CheckpointStore:
-    """Learner blobs and manifests in one folder."""
+    """Segments and manifests in one folder."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory):
         self.directory = os.path.abspath(directory)
-        self.blobs = os.path.join(self.directory, "learners")
-        os.makedirs(self.blobs, exist_ok=True)
+        self.segments = os.path.join(self.directory, "segments")
+        os.makedirs(self.segments, exist_ok=True)
         self.manifest_path = os.path.join(self.directory, "manifest.json")
         self.previous_path = os.path.join(self.directory, "manifest.prev.json")
-        self._unsynced: set = set()
+        existing = [int(name) for name in os.listdir(self.segments) if name.isdigit()]
+        self._next_segment = max(existing, default=-1) + 1
+        self._open = None  # (name, file) of the segment being appended to
 
-    def put_blob(self, data: bytes) -> str:
-        """Store bytes under their SHA-256 (made durable by the next commit); return the digest."""
-        digest = hashlib.sha256(data).hexdigest()
-        path = os.path.join(self.blobs, digest)
-        if not os.path.exists(path):
-            _write_atomic(path, data, sync=False)
-            self._unsynced.add(path)
-        return digest
+    def _segment_path(self, name: str) -> str:
+        return os.path.join(self.segments, name)
 
-    def get_blob(self, digest: str) -> bytes:
+    def put(self, data: bytes) -> dict:
+        """Append bytes to the open segment (durable at the next commit); return their
+        reference."""
+        if self._open is None:
+            name = str(self._next_segment)
+            self._next_segment += 1
+            self._open = (name, open(self._segment_path(name), "ab"))
+        name, f = self._open
+        offset = f.tell()
+        f.write(data)
+        return {"segment": name, "offset": offset, "length": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
+
+    def get(self, ref: dict) -> bytes:
+        """The bytes behind a reference, verified against its SHA-256."""
+        if self._open is not None and self._open[0] == ref["segment"]:
+            self._open[1].flush()
         try:
-            with open(os.path.join(self.blobs, digest), "rb") as f:
-                data = f.read()
+            with open(self._segment_path(ref["segment"]), "rb") as f:
+                f.seek(ref["offset"])
+                data = f.read(ref["length"])
         except OSError as exc:
-            raise CheckpointError(f"learner blob {digest} is missing: {exc}") from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise CheckpointError(f"learner blob {digest} is corrupt")
+            raise CheckpointError(f"segment {ref['segment']} is unreadable: {exc}") from None
+        if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+            raise CheckpointError(f"learner bytes in segment {ref['segment']} are corrupt")
         return data
 
     def commit(self, positions: dict, learners: dict, source: str) -> None:
-        """Atomically make (positions, learners) the checkpoint. Blobs must be stored first."""
-        for key, entry in learners.items():
-            if not os.path.exists(os.path.join(self.blobs, entry["sha256"])):
-                raise CheckpointError(f"learner {key!r} refers to a blob that was never stored")
-        for path in self._unsynced:
-            if os.path.exists(path):
-                _fsync_file(path)
-        self._unsynced.clear()
-        _fsync_file(self.blobs)
+        """Atomically make (positions, learners) the checkpoint; ``learners`` maps a key to
+        its reference plus ``events``."""
+        if self._open is not None:
+            name, f = self._open
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            self._open = None
+            _fsync_path(self.segments)
         data = _seal({"format": FORMAT, "source": source, "positions": positions,
                       "learners": learners})
         if os.path.exists(self.manifest_path):
             os.replace(self.manifest_path, self.previous_path)
-        _write_atomic(self.manifest_path, data)
-        _fsync_file(self.directory)
+        tmp = self.manifest_path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.manifest_path)
+        _fsync_path(self.directory)
         self._collect_garbage(learners)
 
-    def _collect_garbage(self, learners: dict) -> None:
-        keep = {entry["sha256"] for entry in learners.values()}
+    def _previous_learners(self) -> dict:
         try:
             with open(self.previous_path, "rb") as f:
-                keep |= {e["sha256"] for e in _unseal(f.read())["learners"].values()}
+                return _unseal(f.read())["learners"]
         except (OSError, CheckpointError):
-            pass
-        for name in os.listdir(self.blobs):
-            if name not in keep and not name.endswith(".tmp"):
-                os.remove(os.path.join(self.blobs, name))
+            return {}
+
+    def to_compact(self, refs: dict) -> list:
+        """Keys (of ``refs``: key -> reference) whose bytes sit in a closed segment that is
+        mostly dead; putting them again lets that segment be deleted."""
+        live: dict = {}
+        for ref in refs.values():
+            live[ref["segment"]] = live.get(ref["segment"], 0) + ref["length"]
+        open_name = self._open[0] if self._open else None
+        sparse = {name for name, size in live.items() if name != open_name
+                  and size < COMPACT_BELOW * os.path.getsize(self._segment_path(name))}
+        return [key for key, ref in refs.items() if ref["segment"] in sparse]
+
+    def _collect_garbage(self, learners: dict) -> None:
+        keep = {ref["segment"] for ref in learners.values()}
+        keep |= {ref["segment"] for ref in self._previous_learners().values()}
+        for name in os.listdir(self.segments):
+            if name not in keep:
+                os.remove(self._segment_path(name))
 
     def load(self) -> dict | None:
         """The newest intact manifest (``positions``, ``learners``, ``source``), or None.
@@ -136,9 +166,10 @@ class CheckpointStore:
             try:
                 with open(path, "rb") as f:
                     body = _unseal(f.read())
-                for entry in body["learners"].values():
-                    if not os.path.exists(os.path.join(self.blobs, entry["sha256"])):
-                        raise CheckpointError(f"blob {entry['sha256']} is missing")
+                for ref in body["learners"].values():
+                    size = os.path.getsize(self._segment_path(ref["segment"]))
+                    if ref["offset"] + ref["length"] > size:
+                        raise CheckpointError(f"segment {ref['segment']} is truncated")
             except (OSError, CheckpointError) as exc:
                 log.error("checkpoint %s is damaged (%s); trying the previous one", path, exc)
                 errors.append(f"{os.path.basename(path)}: {exc}")

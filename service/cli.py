@@ -58,40 +58,45 @@ def _open_output(path: str | None):
     return open(path, "a", encoding="utf-8")
 
 
-def run(config: Config) -> int:
+def build(config: Config, registry: CollectorRegistry):
+    """The service of ``config`` on ``registry``, resumed from its checkpoint; also returns the
+    output files to close."""
     store = CheckpointStore(config.checkpoint_dir)
     manifest = store.load() or {"positions": {}, "learners": {}}
-    registry = CollectorRegistry()
-    pool_ref = []
-    metrics = ServiceMetrics(registry, learners=lambda: len(pool_ref[0]) if pool_ref else 0)
-    pool = LearnerPool(build_model(config), config.seed, store, config.max_learners,
-                       on_evict=metrics.evictions.inc)
-    pool_ref.append(pool)
+    pool = LearnerPool(build_model(config), config.seed, store, config.max_learners)
+    metrics = ServiceMetrics(registry, learners=lambda: len(pool))
+    pool.on_evict = metrics.evictions.inc
     pool.restore(manifest["learners"])
     source = open_source(config.source, config.follow, manifest["positions"])
     positions = {p: source.decode(v) for p, v in manifest["positions"].items()} \
         if source.replayable else {}
+    outputs = (_open_output(config.predictions), _open_output(config.dead_letter))
+    service = Service(source, pool, store, metrics, positions, predictions=outputs[0],
+                      dead_letters=outputs[1], checkpoint_every=config.checkpoint_every)
+    return service, [out for out in outputs if out is not None and out is not sys.stdout]
+
+
+def run(config: Config) -> int:
+    registry = CollectorRegistry()
+    service, outputs = build(config, registry)
     if config.metrics_address and config.metrics_address != "none":
         host, _, port = config.metrics_address.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    predictions, dead = _open_output(config.predictions), _open_output(config.dead_letter)
-    service = Service(source, pool, store, metrics, positions, predictions=predictions,
-                      dead_letters=dead, checkpoint_every=config.checkpoint_every)
     try:
         service.run(stop)
         sample = registry.get_sample_value
         counts = {o: int(sample("streamlearn_events_total", {"outcome": o}) or 0)
                   for o in ("learned", "predicted", "invalid", "duplicate")}
         log.info("stopped after %s; progressive MAE %.4g; checkpoint in %s", counts,
-                 sample("streamlearn_progressive_loss", {"metric": "mae"}), store.directory)
+                 sample("streamlearn_progressive_loss", {"metric": "mae"}),
+                 service.store.directory)
     finally:
-        source.close()
-        for out in (predictions, dead):
-            if out is not None and out is not sys.stdout:
-                out.close()
+        service.source.close()
+        for out in outputs:
+            out.close()
     return 0
 
 
@@ -101,7 +106,8 @@ def inspect(directory: str, as_json: bool) -> int:
         print(f"no checkpoint in {directory}", file=sys.stderr)
         return 1
     summary = {"source": manifest["source"], "positions": manifest["positions"],
-               "learners": manifest["learners"]}
+               "learners": {key: {"events": ref["events"], "sha256": ref["sha256"]}
+                            for key, ref in manifest["learners"].items()}}
     if as_json:
         print(json.dumps(summary, sort_keys=True))
     else:

@@ -43,7 +43,7 @@ def _finite(value) -> bool:
 def parse(raw: bytes | str) -> Event | Invalid:
     """Decode and validate one JSON line."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return Invalid("malformed_json", str(exc)[:200])
     if not isinstance(data, dict):

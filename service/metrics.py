@@ -6,12 +6,14 @@ time (learners, throughput, rolling loss) are read then, through ``set_function`
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
 
 __all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS"]
 
@@ -19,6 +21,37 @@ OUTCOMES = ("learned", "predicted", "invalid", "duplicate")
 # Seconds, from 1 microsecond to 1 second.
 LATENCY_BUCKETS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3,
                    1e-2, 0.1, 1.0)
+
+
+class LatencyHistogram:
+    """A histogram for the hot loop: ``observe`` is a bisect and two additions (about 10x
+    cheaper than prometheus_client's locked Histogram); exposed at scrape time as a collector.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets=LATENCY_BUCKETS, registry=None):
+        self.name, self.documentation = name, documentation
+        self.bounds = list(buckets)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def collect(self):
+        counts, total = list(self.counts), self.sum
+        cumulative, running = [], 0
+        for bound, count in zip(self.bounds + [math.inf], counts):
+            running += count
+            cumulative.append(("+Inf" if bound == math.inf else repr(bound), running))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], cumulative, total)
+        yield family
+
+    def describe(self):
+        return [HistogramMetricFamily(self.name, self.documentation)]
 
 
 class _Loss:
@@ -65,11 +98,10 @@ class ServiceMetrics:
         self.outcome = {o: self.events.labels(outcome=o) for o in OUTCOMES}
         self.invalid = Counter("streamlearn_invalid_events", "Rejected events by reason",
                                ["reason"], registry=registry)
-        self.learn_seconds = Histogram("streamlearn_learn_seconds", "Time of one learn step",
-                                       buckets=LATENCY_BUCKETS, registry=registry)
-        self.predict_seconds = Histogram("streamlearn_predict_seconds",
-                                         "Time of one prediction", buckets=LATENCY_BUCKETS,
-                                         registry=registry)
+        self.learn_seconds = LatencyHistogram("streamlearn_learn_seconds",
+                                              "Time of one learn step", registry=registry)
+        self.predict_seconds = LatencyHistogram("streamlearn_predict_seconds",
+                                                "Time of one prediction", registry=registry)
         self.checkpoint_seconds = Histogram("streamlearn_checkpoint_seconds",
                                             "Time to write a checkpoint", registry=registry)
         self.last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",

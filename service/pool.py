@@ -33,7 +33,7 @@ class LearnerPool:
         self.on_evict = on_evict
         self._seeded = "seed" in prototype._get_params()
         self._live: collections.OrderedDict = collections.OrderedDict()
-        self._saved: dict = {}    # key -> sha256 of its newest stored bytes
+        self._saved: dict = {}    # key -> store reference of its newest stored bytes
         self._events: dict = {}   # key -> events applied
         self._dirty: set = set()  # live keys whose state differs from their stored bytes
 
@@ -41,7 +41,8 @@ class LearnerPool:
         """Adopt a manifest's ``learners`` (loaded lazily on their next event)."""
         self._live.clear()
         self._dirty.clear()
-        self._saved = {k: v["sha256"] for k, v in learners.items()}
+        self._saved = {k: {f: v[f] for f in ("segment", "offset", "length", "sha256")}
+                       for k, v in learners.items()}
         self._events = {k: int(v["events"]) for k, v in learners.items()}
 
     def __len__(self) -> int:
@@ -53,7 +54,7 @@ class LearnerPool:
             self._live.move_to_end(key)
             return learner
         if key in self._saved:
-            learner = type(self.prototype).from_bytes(self.store.get_blob(self._saved[key]))
+            learner = type(self.prototype).from_bytes(self.store.get(self._saved[key]))
         elif self._seeded:
             learner = self.prototype.clone({"seed": key_seed(self.seed, key)})
         else:
@@ -69,7 +70,7 @@ class LearnerPool:
         self._dirty.add(key)
 
     def _save(self, key: str, learner) -> None:
-        self._saved[key] = self.store.put_blob(learner.to_bytes())
+        self._saved[key] = self.store.put(learner.to_bytes())
         self._dirty.discard(key)
 
     def _evict(self) -> None:
@@ -80,10 +81,13 @@ class LearnerPool:
             self.on_evict()
 
     def snapshot(self) -> dict:
-        """Store every dirty learner; return the manifest's ``learners`` entry."""
+        """Store every dirty learner, move learners out of mostly-dead segments; return the
+        manifest's ``learners`` entry."""
         for key in list(self._dirty):
             self._save(key, self._live[key])
-        return {key: {"sha256": self._saved[key], "events": self._events[key]}
+        for key in self.store.to_compact(self._saved):
+            self._saved[key] = self.store.put(self.store.get(self._saved[key]))
+        return {key: dict(self._saved[key], events=self._events[key])
                 for key in sorted(self._saved)}
 
     @property

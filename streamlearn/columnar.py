@@ -13,6 +13,7 @@ from streamlearn.network import ColumnarNetwork, NetworkConfig
 __all__ = ["ColumnarRegressor"]
 
 FORMAT_VERSION = 1
+PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale", "seed")
 
 
 class ColumnarRegressor(base.Regressor):
@@ -176,11 +177,18 @@ class ColumnarRegressor(base.Regressor):
 
     # ---- state ----------------------------------------------------------------------------
 
+    def _params(self) -> dict:
+        """The constructor arguments (what River's _get_params gives, without inspect)."""
+        return {name: getattr(self, name) for name in PARAMS}
+
     def state_dict(self) -> dict:
         """The full learned state as plain data (numpy arrays, numbers, strings, lists)."""
+        return self._state(copy=True)
+
+    def _state(self, copy: bool) -> dict:
         state = {"format_version": FORMAT_VERSION, "class": type(self).__name__,
-                 "params": self._get_params(), "seed": self._net.config.seed}
-        state.update(self._net.state())
+                 "params": self._params(), "seed": self._net.config.seed}
+        state.update(self._net.state(copy=copy))
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -193,9 +201,9 @@ class ColumnarRegressor(base.Regressor):
                              f" (this version reads {FORMAT_VERSION})")
         if state.get("class") != type(self).__name__:
             raise ValueError(f"state is of a {state.get('class')!r}, not a {type(self).__name__}")
-        if state.get("params") != self._get_params():
+        if state.get("params") != self._params():
             raise ValueError(f"state was saved with params {state.get('params')!r}, this learner "
-                             f"has {self._get_params()!r}")
+                             f"has {self._params()!r}")
         self._net = ColumnarNetwork.from_state(self._config(state.get("seed")), state)
         self._cache = None
 
@@ -215,7 +223,7 @@ class ColumnarRegressor(base.Regressor):
             if isinstance(name, bool) or not isinstance(name, (str, int)):
                 raise TypeError(f"feature name {name!r} cannot be serialised: to_bytes() needs "
                                 "str or int feature names")
-        return serialization.pack(self.state_dict())
+        return serialization.pack(self._state(copy=False))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ColumnarRegressor":

@@ -126,28 +126,30 @@ class ColumnarNetwork:
             self.arrays[key][...] = 0.0
         self.kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
 
-    def state(self) -> dict:
-        """The network part of the public state dict (DESIGN.md section 3), as copies."""
-        a, s = self.arrays, self.arrays["scalars"]
+    def state(self, copy: bool = True) -> dict:
+        """The network part of the public state dict (DESIGN.md section 3); with
+        ``copy=False`` the arrays are views of the live state (for immediate serialisation)."""
+        s = self.arrays["scalars"]
+        a = {k: v.copy() for k, v in self.arrays.items()} if copy else self.arrays
         return {
             "feature_names": list(self.names),
-            "parameters": a["P"].copy(),
-            "trace_h": a["TH"].copy(),
-            "trace_c": a["TC"].copy(),
-            "h": a["h"].copy(),
-            "c": a["c"].copy(),
-            "head_weights": a["w"].copy(),
+            "parameters": a["P"],
+            "trace_h": a["TH"],
+            "trace_c": a["TC"],
+            "h": a["h"],
+            "c": a["c"],
+            "head_weights": a["w"],
             "head_bias": float(s[SCALARS.index("head_bias")]),
             "optimizer": {
                 "name": self.config.optimizer,
-                "v": a["V"].copy(),
-                "head_v": a["vw"].copy(),
+                "v": a["V"],
+                "head_v": a["vw"],
                 "head_bias_v": float(s[SCALARS.index("head_bias_v")]),
             },
             "normalizer": {
-                "x_mean": a["x_mean"].copy(),
-                "x_var": a["x_var"].copy(),
-                "x_count": a["x_count"].copy(),
+                "x_mean": a["x_mean"],
+                "x_var": a["x_var"],
+                "x_count": a["x_count"],
                 "y_mean": float(s[SCALARS.index("y_mean")]),
                 "y_var": float(s[SCALARS.index("y_var")]),
                 "y_count": float(s[SCALARS.index("y_count")]),

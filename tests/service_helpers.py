@@ -1,8 +1,10 @@
 """Helpers for the service tests: event files, free ports, running the real CLI."""
 
 import json
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -81,3 +83,24 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
 
 def python() -> str:
     return sys.executable
+
+
+def applied_events(checkpoint_dir) -> int:
+    """Events applied according to the checkpoint in ``checkpoint_dir`` (0 if none yet)."""
+    from streamlearn.service.checkpoint import CheckpointError, CheckpointStore
+
+    if not os.path.exists(os.path.join(checkpoint_dir, "manifest.json")):
+        return 0
+    try:
+        manifest = CheckpointStore(checkpoint_dir).load()
+    except CheckpointError:
+        return 0
+    return sum(v["events"] for v in manifest["learners"].values()) if manifest else 0
+
+
+def kill_when(proc, checkpoint_dir, events: int) -> None:
+    """SIGKILL ``proc`` once its checkpoint shows at least ``events`` applied events."""
+    wait_for(lambda: applied_events(checkpoint_dir) >= events or proc.poll() is not None,
+             timeout=120, interval=0.005, what=f"{events} events applied")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

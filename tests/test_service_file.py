@@ -6,8 +6,8 @@ import random
 import signal
 import time
 
-from service_helpers import (JUNK, event_lines, inspect, run_cli, start_cli, wait_for,
-                             write_lines)
+from service_helpers import (JUNK, event_lines, inspect, kill_when, run_cli, start_cli,
+                             wait_for, write_lines)
 
 ARGS = ("--metrics-address", "none", "--checkpoint-every", "500", "--max-learners", "20")
 KILLS = 4
@@ -29,15 +29,13 @@ def test_sigkill_at_random_moments_ends_bit_identical(tmp_path):
 
     rng = random.Random(2)
     crashed = tmp_path / "crashed"
-    kills_mid_stream = 0
-    for _ in range(KILLS):
+    # random moments: once the checkpoint shows a random share of the stream, plus a random
+    # delay, so kills land between checkpoints too
+    for share in sorted(rng.uniform(0.05, 0.9) for _ in range(KILLS)):
         proc = start_cli("run", "--source", events, "--checkpoint-dir", crashed, *ARGS)
-        time.sleep(rng.uniform(0.8, 2.5))  # a random moment of the run
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL
-        if (crashed / "manifest.json").exists():
-            kills_mid_stream += 0 < inspect(crashed)["positions"].get("file", 0) < size
-    assert kills_mid_stream >= 2, "the test must kill the service mid-stream"
+        kill_when(proc, crashed, int(share * 30_000))
+        assert proc.returncode == -signal.SIGKILL, "the kill must come mid-stream"
+        assert 0 < inspect(crashed)["positions"]["file"] < size
     final = _run_to_end(events, crashed)
     assert final["positions"] == {"file": size}
     assert final["learners"] == reference["learners"]

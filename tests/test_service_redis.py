@@ -2,20 +2,14 @@
 mid-stream, per-key states identical to the file run."""
 
 import signal
-import time
 
 import redis
 
 from servers import redis_server
-from service_helpers import JUNK, event_lines, inspect, run_cli, start_cli, wait_for, write_lines
-from streamlearn.service.checkpoint import CheckpointStore
+from service_helpers import (JUNK, applied_events, event_lines, inspect, kill_when, run_cli,
+                             start_cli, wait_for, write_lines)
 
 N = 30_000
-
-
-def _applied(ck) -> int:
-    manifest = CheckpointStore(ck).load() if (ck / "manifest.json").exists() else None
-    return sum(v["events"] for v in manifest["learners"].values()) if manifest else 0
 
 ARGS = ("--metrics-address", "none", "--checkpoint-every", "300")
 
@@ -40,15 +34,12 @@ def test_killed_consumer_ends_identical_to_the_file_run(tmp_path):
         ck = tmp_path / "redis"
         for fraction in (0.2, 0.6):  # kill the consumer twice, mid-stream
             proc = start_cli("run", "--source", url, "--checkpoint-dir", ck, *ARGS)
-            wait_for(lambda: _applied(ck) >= fraction * N, timeout=120, interval=0.01,
-                     what=f"{fraction:.0%} of the events applied")
-            time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait() == -signal.SIGKILL
-            assert _applied(ck) < N, "the kill must come mid-stream"
+            kill_when(proc, ck, int(fraction * N))
+            assert proc.returncode == -signal.SIGKILL
+            assert applied_events(ck) < N, "the kill must come mid-stream"
         proc = start_cli("run", "--source", url, "--checkpoint-dir", ck, *ARGS)
         try:
-            wait_for(lambda: _applied(ck) == N, timeout=120, interval=0.2,
+            wait_for(lambda: applied_events(ck) == N, timeout=120, interval=0.2,
                      what="every event applied")
             wait_for(lambda: all(client.xpending(f"ev:{p}", "streamlearn")["pending"] == 0
                                  for p in range(4)), timeout=30, what="acknowledgements")

@@ -117,3 +117,8 @@ def test_reset_state_zeroes_states_and_traces_only():
         assert not np.any(after[key])
     np.testing.assert_array_equal(after["parameters"], before["parameters"])
     np.testing.assert_array_equal(after["head_weights"], before["head_weights"])
+
+
+def test_fast_params_match_rivers_get_params():
+    model = ColumnarRegressor(n_columns=3, step_size=0.2, optimizer="sgd", seed=4)
+    assert model._params() == model._get_params()
