@@ -20,9 +20,10 @@ LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
 
 class Service:
     """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
-    applied events, when idle for ``idle_seconds`` with unsaved progress, and at the end."""
+    applied events, when idle for ``idle_seconds`` with unsaved progress, and at the end.
+    ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None."""
 
-    def __init__(self, source, pool, store, metrics, positions: dict, predictions=None,
+    def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
                  dead_letters=None, checkpoint_every: int = 10_000, idle_seconds: float = 1.0,
                  clock=time.monotonic):
         self.source = source
@@ -30,7 +31,7 @@ class Service:
         self.store = store
         self.metrics = metrics
         self.positions = dict(positions)
-        self.predictions = predictions
+        self.predictions = list(predictions or [])
         self.dead_letters = dead_letters
         self.checkpoint_every = checkpoint_every
         self.idle_seconds = idle_seconds
@@ -56,6 +57,8 @@ class Service:
                     self.checkpoint()
             if batch:
                 self._last_activity = now
+                for sink in self.predictions:
+                    sink.flush()
             if now - self._last_lag >= 1.0:
                 self._last_lag = now
                 for partition, lag in self.source.lag().items():
@@ -100,11 +103,12 @@ class Service:
             self.metrics.learn_seconds.observe(t2 - t1)
             self.metrics.handled("learned")
             self.metrics.error(event.y - prediction)
-        if self.predictions is not None:
-            self.predictions.write(json.dumps(
-                {"key": event.key, "partition": record.partition,
-                 "position": self.source.encode(record.position), "prediction": prediction,
-                 "y": event.y}) + "\n")
+        if self.predictions:
+            line = json.dumps({"key": event.key, "partition": record.partition,
+                               "position": self.source.encode(record.position),
+                               "prediction": prediction, "y": event.y}) + "\n"
+            for sink in self.predictions:
+                sink.write(line)
         return event
 
     def _reject(self, record, invalid: Invalid) -> None:
@@ -122,7 +126,7 @@ class Service:
         if not self._since_checkpoint and not self._unacked and not self.pool.dirty:
             return
         start = time.perf_counter()
-        for stream in (self.dead_letters, self.predictions):
+        for stream in [self.dead_letters, *self.predictions]:
             if stream is not None:
                 stream.flush()
                 if hasattr(stream, "fileno") and stream.fileno() > 2:

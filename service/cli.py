@@ -70,10 +70,14 @@ def build(config: Config, registry: CollectorRegistry):
     source = open_source(config.source, config.follow, manifest["positions"])
     positions = {p: source.decode(v) for p, v in manifest["positions"].items()} \
         if source.replayable else {}
-    outputs = (_open_output(config.predictions), _open_output(config.dead_letter))
-    service = Service(source, pool, store, metrics, positions, predictions=outputs[0],
-                      dead_letters=outputs[1], checkpoint_every=config.checkpoint_every)
-    return service, [out for out in outputs if out is not None and out is not sys.stdout]
+    predictions = [_open_output(config.predictions)] if config.predictions else []
+    if hasattr(source, "prediction_sink"):
+        predictions.append(source.prediction_sink())
+    dead = _open_output(config.dead_letter)
+    service = Service(source, pool, store, metrics, positions, predictions=predictions,
+                      dead_letters=dead, checkpoint_every=config.checkpoint_every)
+    return service, [out for out in [*predictions, dead]
+                     if out is not None and out is not sys.stdout]
 
 
 def run(config: Config) -> int:
@@ -94,9 +98,9 @@ def run(config: Config) -> int:
                  sample("streamlearn_progressive_loss", {"metric": "mae"}),
                  service.store.directory)
     finally:
-        service.source.close()
         for out in outputs:
             out.close()
+        service.source.close()
     return 0
 
 

@@ -46,6 +46,8 @@ class Config:
                 values["params"] = tuple(sorted(dict(values["params"]).items()))
         for field in dataclasses.fields(cls):
             value = getattr(args, field.name, None)
+            if field.name == "params" and value:  # flags override the file per parameter
+                value = tuple(sorted({**dict(values.get("params", ())), **dict(value)}.items()))
             if value is not None and value is not False:
                 values[field.name] = value
         if "source" not in values:

@@ -203,6 +203,10 @@ class RedisSource:
             pipe.xack(stream, GROUP, *ids)
         pipe.execute()
 
+    def prediction_sink(self):
+        """Predictions also go to the stream ``NAME:predictions`` (trimmed to about 1M)."""
+        return _RedisSink(self.client, f"{self.stream}:predictions")
+
     def lag(self) -> dict:
         out = {}
         for stream in self.streams:
@@ -213,6 +217,24 @@ class RedisSource:
 
     def close(self) -> None:
         self.client.close()
+
+
+class _RedisSink:
+    """A write/flush file-like object that appends each line to a stream, pipelined."""
+
+    def __init__(self, client, stream: str, maxlen: int = 1_000_000):
+        self.pipe = client.pipeline(transaction=False)
+        self.stream, self.maxlen = stream, maxlen
+
+    def write(self, line: str) -> None:
+        self.pipe.xadd(self.stream, {"prediction": line.rstrip("\n")}, maxlen=self.maxlen,
+                       approximate=True)
+
+    def flush(self) -> None:
+        self.pipe.execute()
+
+    def close(self) -> None:
+        self.flush()
 
 
 class RedisTarget:

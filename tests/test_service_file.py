@@ -101,3 +101,42 @@ def test_corrupt_manifest_falls_back_to_the_previous_one(tmp_path):
     assert out.returncode == 0
     assert b"damaged" in out.stderr
     assert sum(v["events"] for v in inspect(ck)["learners"].values()) == 1_200
+
+
+def test_stdin_source_with_predictions_on_stdout(tmp_path):
+    lines = event_lines(50, n_keys=2, seed=8) + [b"junk"]
+    out = run_cli("run", "--source", "-", "--predictions", "-", "--checkpoint-dir",
+                  tmp_path / "ck", "--metrics-address", "none",
+                  input=b"".join(line + b"\n" for line in lines))
+    assert out.returncode == 0, out.stderr
+    predictions = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert len(predictions) == 50
+    assert {p["partition"] for p in predictions} == {"stdin"}
+    assert all(isinstance(p["prediction"], float) for p in predictions)
+    assert sum(v["events"] for v in inspect(tmp_path / "ck")["learners"].values()) == 50
+
+
+def test_config_file_and_params(tmp_path):
+    write_lines(tmp_path / "e.jsonl", event_lines(200, n_keys=1, seed=9))
+    config = tmp_path / "service.toml"
+    config.write_text('model = "columnar"\ncheckpoint_every = 50\n'
+                      '[params]\nn_columns = 3\noptimizer = "sgd"\n')
+    out = run_cli("run", "--config", config, "--source", tmp_path / "e.jsonl",
+                  "--param", "step_size=0.001", "--checkpoint-dir", tmp_path / "ck",
+                  "--metrics-address", "none")
+    assert out.returncode == 0, out.stderr
+    from streamlearn.service.checkpoint import CheckpointStore
+    store = CheckpointStore(tmp_path / "ck")
+    ref = store.load()["learners"]["sensor-0"]
+    from streamlearn import ColumnarRegressor
+    params = ColumnarRegressor.from_bytes(store.get(ref)).state_dict()["params"]
+    assert (params["n_columns"], params["optimizer"], params["step_size"]) == (3, "sgd", 0.001)
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path):
+    write_lines(tmp_path / "e.jsonl", event_lines(5, n_keys=1))
+    for args in (["--model", "lstm"], ["--param", "n_columns=0"], ["--param", "colour=3"]):
+        out = run_cli("run", "--source", tmp_path / "e.jsonl", "--checkpoint-dir",
+                      tmp_path / "ck", "--metrics-address", "none", *args)
+        assert out.returncode == 2
+        assert b"error" in out.stderr
