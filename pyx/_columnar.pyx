@@ -10,6 +10,12 @@ Layout (every array is owned by Python, the kernel only views it):
 * ``h``, ``c``, ``w``, ``vw``: ``(n,)`` column states, head weights and their second moment.
 * ``scalars``: head bias, its second moment, target mean, target variance, target count.
 * ``x_mean``, ``x_var``, ``x_count``: ``(m,)`` input normalisation statistics.
+* Lateral connections (sparse, CSR by receiving column): ``lat_ptr`` ``(n + 1,)`` and
+  ``lat_src`` ``(nnz,)``; column i reads h_j(t-1) for j in ``lat_src[lat_ptr[i]:lat_ptr[i+1]]``
+  with weights ``LP`` ``(nnz, 4)`` (traces ``LTH``, ``LTC``, second moment ``LV``). The trace
+  recursion keeps only the column's own path (Javed et al. 2021): exact without laterals.
+* Meta-gradient mode: ``TW`` ``(n, 4, K)`` and ``LTW`` ``(nnz, 4)`` hold dw_i/dp; the head
+  learns by LMS with ``head_step_size`` and p by -delta (w_i TH_p + h_i TW_p) (PAPER.md s. 5).
 
 A call is split in two so that nothing changes on failure:
 :meth:`forward` computes the next states into scratch and checks them for non-finite values;
@@ -37,6 +43,8 @@ cdef enum:
     M_TH = 0
     M_TC = 1
     M_P = 2
+    M_TW = 3
+    N_MAXIMA = 4
 
 OPTIMIZERS = ("sgd", "rmsprop")
 cdef enum:
@@ -72,30 +80,59 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
+cdef struct Step:
+    # factors of column i's trace recursion (see ColumnarKernel._coefficients)
+    double f, A, E, B
+    # error, head weight w_i(t) and new state h_i(t) of the column; LMS step (meta mode)
+    double delta, w, h, head_alpha
+    bint learn, meta
+    # running maxima of |TH|, |TC|, |p|, |TW| over the column's entries
+    double mth, mtc, mp, mtw
+
+
+cdef inline void _track(Step* s, double th, double tc, double p, double tw) noexcept nogil:
+    s.mth = _max(s.mth, fabs(th))
+    s.mtc = _max(s.mtc, fabs(tc))
+    s.mp = _max(s.mp, fabs(p))
+    s.mtw = _max(s.mtw, fabs(tw))
+
+
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
-    cdef double[:, :, ::1] P, TH, TC, V
+    cdef double[:, :, ::1] P, TH, TC, V, TW
+    cdef double[:, ::1] LP, LTH, LTC, LV, LTW
+    cdef const Py_ssize_t[::1] lat_ptr, lat_src
     cdef double[::1] h, c, w, vw, scalars, x_mean, x_var, x_count
     # scratch of the pending forward step
     cdef double[::1] xn, new_mean, new_var
     cdef double[:, ::1] gates      # (n, 4) activations
     cdef double[::1] h_new, c_new
-    cdef double[:, ::1] maxima     # (n, 3): max |TH|, |TC|, |P| per column
+    cdef double[:, ::1] maxima     # (n, 4): max |TH|, |TC|, |P|, |TW| per column
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
     cdef bint pending
     cdef readonly int optimizer
-    cdef readonly double step_size, beta, eps, decay, var_floor
-    cdef readonly bint normalize
+    cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor
+    cdef readonly bint normalize, meta
 
     def __init__(self, dict arrays, str optimizer, double step_size, bint normalize,
-                 double beta=0.9999, double eps=1e-8, double decay=0.9999,
-                 double var_floor=1e-8):
+                 bint meta=False, double head_step_size=0.0, double beta=0.9999,
+                 double eps=1e-8, double decay=0.9999, double var_floor=1e-8):
         self.P = arrays["P"]
         self.TH = arrays["TH"]
         self.TC = arrays["TC"]
         self.V = arrays["V"]
+        self.lat_ptr = arrays["lat_ptr"]
+        self.lat_src = arrays["lat_src"]
+        self.LP = arrays["LP"]
+        self.LTH = arrays["LTH"]
+        self.LTC = arrays["LTC"]
+        self.LV = arrays["LV"]
+        self.meta = meta
+        if meta:
+            self.TW = arrays["TW"]
+            self.LTW = arrays["LTW"]
         self.h = arrays["h"]
         self.c = arrays["c"]
         self.w = arrays["w"]
@@ -108,8 +145,11 @@ cdef class ColumnarKernel:
         self.m = self.P.shape[2] - 2
         if self.scalars.shape[0] != N_SCALARS:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
+        if self.lat_ptr.shape[0] != self.n + 1 or self.lat_ptr[self.n] != self.LP.shape[0]:
+            raise ValueError("lateral connections do not match the number of columns")
         self.optimizer = OPTIMIZERS.index(optimizer)
         self.step_size = step_size
+        self.head_step_size = head_step_size
         self.normalize = normalize
         self.beta = beta
         self.eps = eps
@@ -122,22 +162,33 @@ cdef class ColumnarKernel:
         self.gates = np.zeros((self.n, 4))
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
-        self.maxima = np.zeros((self.n, 3))
+        self.maxima = np.zeros((self.n, N_MAXIMA))
         self._refresh_maxima()
         self.pending = False
 
     cdef void _refresh_maxima(self) noexcept nogil:
-        """Per-column max |TH|, |TC|, |P| (commit keeps them current after that)."""
+        """Per-column max |TH|, |TC|, |P|, |TW| (commit keeps them current after that)."""
         cdef Py_ssize_t i, z, k
+        cdef Step s
         for i in range(self.n):
-            self.maxima[i, M_TH] = 0.0
-            self.maxima[i, M_TC] = 0.0
-            self.maxima[i, M_P] = 0.0
+            s.mth = 0.0
+            s.mtc = 0.0
+            s.mp = 0.0
+            s.mtw = 0.0
             for z in range(4):
                 for k in range(self.m + 2):
-                    self.maxima[i, M_TH] = _max(self.maxima[i, M_TH], fabs(self.TH[i, z, k]))
-                    self.maxima[i, M_TC] = _max(self.maxima[i, M_TC], fabs(self.TC[i, z, k]))
-                    self.maxima[i, M_P] = _max(self.maxima[i, M_P], fabs(self.P[i, z, k]))
+                    _track(&s, self.TH[i, z, k], self.TC[i, z, k], self.P[i, z, k],
+                           self.TW[i, z, k] if self.meta else 0.0)
+                for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
+                    _track(&s, self.LTH[k, z], self.LTC[k, z], self.LP[k, z],
+                           self.LTW[k, z] if self.meta else 0.0)
+            self._store_maxima(i, &s)
+
+    cdef inline void _store_maxima(self, Py_ssize_t i, Step* s) noexcept nogil:
+        self.maxima[i, M_TH] = s.mth
+        self.maxima[i, M_TC] = s.mtc
+        self.maxima[i, M_P] = s.mp
+        self.maxima[i, M_TW] = s.mtw
 
     @property
     def prediction(self):
@@ -175,6 +226,8 @@ cdef class ColumnarKernel:
                     pre = self.P[i, z, m] * hp + self.P[i, z, m + 1]
                     for j in range(m):
                         pre = pre + self.P[i, z, j] * self.xn[j]
+                    for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
+                        pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
                     a[z] = tanh(pre) if z == GATE_G else _sigmoid(pre)
                     self.gates[i, z] = a[z]
                 self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
@@ -211,7 +264,8 @@ cdef class ColumnarKernel:
         and, if ``learn``, take one gradient step on 1/2 (y - y_hat)^2 (normalised units)."""
         cdef Py_ssize_t i, k, n = self.n, m = self.m
         cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
-        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, head_step = 0.0
+        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, twb = 0.0, head_step = 0.0
+        cdef double ha = self.head_step_size
         cdef double[4] Kc
         cdef double[4] Kh
         cdef bint ok = True
@@ -228,8 +282,12 @@ cdef class ColumnarKernel:
                     f"the prediction error {delta!r} is not finite or too large; the state was "
                     "left unchanged")
             # |step| <= alpha |g| for SGD; RMSProp's v >= (1 - beta) g^2 caps it at alpha/sqrt(1-beta)
-            head_step = alpha * fabs(delta) if self.optimizer == OPT_SGD \
-                else alpha / sqrt(1.0 - self.beta)
+            if self.meta:
+                head_step = ha * fabs(delta)
+            elif self.optimizer == OPT_SGD:
+                head_step = alpha * fabs(delta)
+            else:
+                head_step = alpha / sqrt(1.0 - self.beta)
         with nogil:
             # ---- bound everything the in-place loop can write, before any write ----
             for k in range(m):
@@ -240,17 +298,19 @@ cdef class ColumnarKernel:
                 tcb = self.gates[i, GATE_F] * self.maxima[i, M_TC] + fabs(A) * self.maxima[i, M_TH] \
                     + _max(_max(fabs(Kc[GATE_I]), fabs(Kc[GATE_F])), fabs(Kc[GATE_G])) * dmax
                 thb = fabs(B) * tcb + fabs(E) * self.maxima[i, M_TH] + fabs(Kh[GATE_O]) * dmax
-                gb = fabs(delta * self.w[i]) * thb
+                gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_TW])
+                if self.meta:  # |TW'| <= |TW| + a |delta| |TH'| + a (|w| |TH'| + |TW|)
+                    twb = self.maxima[i, M_TW] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
                 if self.optimizer == OPT_SGD:
                     pb = self.maxima[i, M_P] + alpha * gb
                 else:
-                    pb = self.maxima[i, M_P] + head_step
-                if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT
+                    pb = self.maxima[i, M_P] + alpha / sqrt(1.0 - self.beta)
+                if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and twb < LIMIT
                         and fabs(self.w[i]) + head_step < LIMIT):
                     ok = False
             if ok:
                 for i in range(n):
-                    self._column_update(i, delta * self.w[i], learn, Kc, Kh)
+                    self._column_update(i, delta, learn, Kc, Kh)
                 if learn:
                     self._head_update(delta)
                 for i in range(n):
@@ -296,55 +356,79 @@ cdef class ColumnarKernel:
         E[0] = Kh[GATE_O] * self.P[i, GATE_O, m]
         B[0] = go * (1.0 - T * T)
 
-    cdef inline void _column_update(self, Py_ssize_t i, double dw, bint learn,
+    cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn,
                                     double* Kc, double* Kh) noexcept nogil:
-        """Traces of column i's parameters, then (if learning) the step on
-        dL/dp = -delta w_i TH_p; ``dw`` is delta * w_i."""
+        """Traces of column i's parameters (own inputs, then lateral weights), then, if
+        learning, the step on the gradient estimate of each."""
         cdef Py_ssize_t z, k, m = self.m, K = self.m + 2
-        cdef double A, E, B, a, tc, d, g, v, hp = self.h[i], f = self.gates[i, GATE_F]
-        cdef double alpha = self.step_size, beta = self.beta, eps = self.eps
-        cdef double mth = 0.0, mtc = 0.0, mp = 0.0
-        cdef double* p
-        cdef double* th
-        cdef double* tcp
-        cdef double* vp
-        self._coefficients(i, Kc, Kh, &A, &E, &B)
+        cdef double d
+        cdef Step s
+        self._coefficients(i, Kc, Kh, &s.A, &s.E, &s.B)
+        s.f = self.gates[i, GATE_F]
+        s.delta = delta
+        s.w = self.w[i]
+        s.h = self.h_new[i]
+        s.head_alpha = self.head_step_size
+        s.learn = learn
+        s.meta = self.meta
+        s.mth = 0.0
+        s.mtc = 0.0
+        s.mp = 0.0
+        s.mtw = 0.0
         for z in range(4):
-            p = &self.P[i, z, 0]
-            th = &self.TH[i, z, 0]
-            tcp = &self.TC[i, z, 0]
-            vp = &self.V[i, z, 0]
             for k in range(K):
                 if k < m:
                     d = self.xn[k]
                 elif k == m:
-                    d = hp
+                    d = self.h[i]
                 else:
                     d = 1.0
-                a = th[k]
-                tc = f * tcp[k] + A * a + Kc[z] * d
-                a = B * tc + E * a + Kh[z] * d
-                tcp[k] = tc
-                th[k] = a
-                if learn:
-                    g = -dw * a
-                    if self.optimizer == OPT_SGD:
-                        p[k] -= alpha * g
-                    else:
-                        v = beta * vp[k] + (1.0 - beta) * g * g
-                        vp[k] = v
-                        p[k] -= alpha * g / (sqrt(v) + eps)
-                mth = _max(mth, fabs(a))
-                mtc = _max(mtc, fabs(tc))
-                mp = _max(mp, fabs(p[k]))
-        self.maxima[i, M_TH] = mth
-        self.maxima[i, M_TC] = mtc
-        self.maxima[i, M_P] = mp
+                self._entry(&s, &self.P[i, z, k], &self.TH[i, z, k], &self.TC[i, z, k],
+                            &self.V[i, z, k], &self.TW[i, z, k] if self.meta else NULL,
+                            d, Kc[z], Kh[z])
+            for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
+                self._entry(&s, &self.LP[k, z], &self.LTH[k, z], &self.LTC[k, z],
+                            &self.LV[k, z], &self.LTW[k, z] if self.meta else NULL,
+                            self.h[self.lat_src[k]], Kc[z], Kh[z])
+        self._store_maxima(i, &s)
+
+    cdef inline void _entry(self, Step* s, double* p, double* th, double* tc, double* v,
+                            double* tw, double d, double kc, double kh) noexcept nogil:
+        """One parameter: TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d; then the step
+        on g = -delta w_i TH' (or, in meta mode, -delta (w_i TH' + h_i TW) with
+        TW' = TW + a delta TH' - a h_i (w_i TH' + h_i TW), a the LMS step)."""
+        cdef double a = th[0], c, g = 0.0, t = 0.0, vv
+        c = s.f * tc[0] + s.A * a + kc * d
+        a = s.B * c + s.E * a + kh * d
+        tc[0] = c
+        th[0] = a
+        if s.learn:
+            if s.meta:
+                t = tw[0]
+                g = -s.delta * (s.w * a + s.h * t)
+                t = t + s.head_alpha * (s.delta * a - s.h * (s.w * a + s.h * t))
+                tw[0] = t
+            else:
+                g = -s.delta * s.w * a
+            if self.optimizer == OPT_SGD:
+                p[0] -= self.step_size * g
+            else:
+                vv = self.beta * v[0] + (1.0 - self.beta) * g * g
+                v[0] = vv
+                p[0] -= self.step_size * g / (sqrt(vv) + self.eps)
+        elif s.meta:
+            t = tw[0]
+        _track(s, a, c, p[0], t)
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
-        """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta."""
+        """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta. In meta mode the
+        weights take the LMS step w_i += head_step_size delta h_i and the bias stays."""
         cdef Py_ssize_t i
         cdef double g, v, alpha = self.step_size, beta = self.beta, eps = self.eps
+        if self.meta:
+            for i in range(self.n):
+                self.w[i] += self.head_step_size * delta * self.h_new[i]
+            return
         for i in range(self.n):
             g = -delta * self.h_new[i]
             if self.optimizer == OPT_SGD:

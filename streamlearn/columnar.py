@@ -13,7 +13,8 @@ from streamlearn.network import ColumnarNetwork, NetworkConfig
 __all__ = ["ColumnarRegressor"]
 
 FORMAT_VERSION = 1
-PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale", "seed")
+PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale", "lateral_density",
+          "meta", "head_step_size", "seed")
 
 
 class ColumnarRegressor(base.Regressor):
@@ -49,6 +50,18 @@ class ColumnarRegressor(base.Regressor):
         raw inputs and learns the raw target.
     init_scale
         Recurrent parameters start U(-init_scale, init_scale); the head starts at 0.
+    lateral_density
+        Probability of each connection from another column's previous state h_j(t-1) into a
+        column (its own weight per gate), drawn once from the seed. The gradient estimate
+        keeps only each column's own path (O(n) still): exact at 0, approximate above
+        (measure it with :mod:`streamlearn.diagnostics`).
+    meta
+        Meta-gradient mode (Javed et al. 2021, section 5): the head weights learn by LMS,
+        w_i += head_step_size delta h_i (the bias stays), and the column parameters learn
+        through that inner learning with a second trace TW = dw_i/dp, gradient
+        -delta (w_i TH + h_i TW). Approximate even without lateral connections.
+    head_step_size
+        The LMS step size of the head in meta mode (unused otherwise).
     seed
         Seed of the initial parameters; ``None`` draws one.
 
@@ -57,7 +70,8 @@ class ColumnarRegressor(base.Regressor):
     feature_names
         Input features in the order of the parameter arrays.
     n_parameters
-        Number of recurrent parameters, n_columns * 4 * (len(feature_names) + 2).
+        Number of recurrent parameters, n_columns * 4 * (len(feature_names) + 2) plus four
+        per lateral connection.
 
     Examples
     --------
@@ -83,6 +97,9 @@ class ColumnarRegressor(base.Regressor):
         optimizer: str = "rmsprop",
         normalize: bool = True,
         init_scale: float = 0.5,
+        lateral_density: float = 0.0,
+        meta: bool = False,
+        head_step_size: float = 0.01,
         seed: int | None = None,
     ):
         self.n_columns = n_columns
@@ -90,6 +107,9 @@ class ColumnarRegressor(base.Regressor):
         self.optimizer = optimizer
         self.normalize = normalize
         self.init_scale = init_scale
+        self.lateral_density = lateral_density
+        self.meta = meta
+        self.head_step_size = head_step_size
         self.seed = seed
         self._net = ColumnarNetwork.new(self._config(seed if seed is not None
                                                      else random.getrandbits(63)))
@@ -100,26 +120,33 @@ class ColumnarRegressor(base.Regressor):
         if isinstance(self.n_columns, bool) or not isinstance(self.n_columns, int) \
                 or self.n_columns < 1:
             raise ValueError(f"n_columns must be a positive int, got {self.n_columns!r}")
-        for name in ("step_size", "init_scale"):
+        for name in ("step_size", "init_scale", "head_step_size", "lateral_density"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not self.lateral_density <= 1:
+            raise ValueError(f"lateral_density must be in [0, 1], got {self.lateral_density!r}")
         if self.optimizer not in ("sgd", "rmsprop"):
             raise ValueError(f"optimizer must be 'sgd' or 'rmsprop', got {self.optimizer!r}")
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}")
+        for name in ("normalize", "meta"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
         return NetworkConfig(n_columns=self.n_columns, seed=seed,
                              step_size=float(self.step_size), optimizer=self.optimizer,
-                             normalize=self.normalize, init_scale=float(self.init_scale))
+                             normalize=self.normalize, init_scale=float(self.init_scale),
+                             lateral_density=float(self.lateral_density), meta=self.meta,
+                             head_step_size=float(self.head_step_size))
 
     @classmethod
     def _unit_test_params(cls):
         yield {"n_columns": 4, "seed": 1}
         yield {"n_columns": 3, "optimizer": "sgd", "step_size": 0.001, "seed": 2}
         yield {"n_columns": 5, "normalize": False, "step_size": 0.001, "init_scale": 0.01}
+        yield {"n_columns": 6, "lateral_density": 0.3, "seed": 3}
+        yield {"n_columns": 4, "meta": True, "head_step_size": 0.05, "lateral_density": 0.5}
 
     # ---- learning -------------------------------------------------------------------------
 
@@ -160,6 +187,15 @@ class ColumnarRegressor(base.Regressor):
         self._net, self._cache = net, None
         return y_pred
 
+    def add_features(self, names) -> None:
+        """Register features ahead of their first event (in the given order; known names are
+        skipped). Neutral for predictions: a feature that has not been seen reads as 0."""
+        if not isinstance(names, (list, tuple)):
+            raise TypeError("names must be a list or tuple of feature names")
+        new = list(dict.fromkeys(n for n in names if n not in self._net.index))
+        if new:
+            self._net, self._cache = self._net.grow(new), None
+
     def reset_state(self) -> None:
         """Start a new sequence: column states and traces back to 0; parameters are kept."""
         self._net.reset_state()
@@ -173,7 +209,7 @@ class ColumnarRegressor(base.Regressor):
 
     @property
     def n_parameters(self) -> int:
-        return self.n_columns * 4 * (self._net.n_inputs + 2)
+        return self.n_columns * 4 * (self._net.n_inputs + 2) + self._net.arrays["LP"].size
 
     # ---- state ----------------------------------------------------------------------------
 

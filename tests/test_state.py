@@ -31,7 +31,12 @@ def _run(model, stream):
     return out
 
 
-@pytest.mark.parametrize("params", [{}, {"optimizer": "sgd", "normalize": False, "step_size": 1e-3}])
+@pytest.mark.parametrize("params", [
+    {},
+    {"optimizer": "sgd", "normalize": False, "step_size": 1e-3},
+    {"lateral_density": 0.3},
+    {"lateral_density": 0.5, "meta": True, "head_step_size": 0.02},
+])
 @pytest.mark.parametrize("how", ["state_dict", "bytes", "pickle", "deepcopy"])
 def test_round_trip_mid_stream_is_bit_identical(params, how):
     stream = list(_stream(0, 300))
@@ -122,3 +127,21 @@ def test_reset_state_zeroes_states_and_traces_only():
 def test_fast_params_match_rivers_get_params():
     model = ColumnarRegressor(n_columns=3, step_size=0.2, optimizer="sgd", seed=4)
     assert model._params() == model._get_params()
+
+
+def test_lateral_connections_and_meta_traces_are_in_the_state():
+    model = ColumnarRegressor(n_columns=10, lateral_density=0.4, meta=True, seed=8)
+    for x, y in _stream(8, 40):
+        model.learn_one(x, y)
+    state = model.state_dict()
+    lat = state["lateral"]
+    nnz = len(lat["indices"])
+    assert 0 < nnz < 10 * 9 and lat["indptr"][-1] == nnz
+    assert lat["weights"].shape == lat["trace_h"].shape == lat["trace_c"].shape == (nnz, 4)
+    assert np.any(lat["trace_h"]) and np.any(state["meta"]["trace_w"])
+    receivers = np.repeat(np.arange(10), np.diff(lat["indptr"]))
+    assert not np.any(receivers == lat["indices"])  # no self-connections
+    broken = ColumnarRegressor.from_state_dict(state).state_dict()
+    broken["lateral"]["indices"] = receivers  # self-connections are refused
+    with pytest.raises(ValueError, match="other columns"):
+        ColumnarRegressor.from_state_dict(broken)
