@@ -15,7 +15,7 @@ DIRECTIVES = {
     "initializedcheck": DEBUG,
     "cdivision": not DEBUG,
 }
-MODULES = ["_columnar", "_features"]
+MODULES = ["_columnar", "_features", "_tbptt"]
 
 setup(
     ext_modules=cythonize(

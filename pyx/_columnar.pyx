@@ -7,15 +7,22 @@ Layout (every array is owned by Python, the kernel only views it):
   forget, output, candidate; along the last axis the m input weights, the self-recurrent
   weight u, the bias. ``TH = dh_i/dp`` and ``TC = dc_i/dp`` for the parameters of column i
   (Javed, White & Sutton 2021); ``V`` is the RMSProp second moment.
-* ``h``, ``c``, ``w``, ``vw``: ``(n,)`` column states, head weights and their second moment.
-* ``scalars``: head bias, its second moment, target mean, target variance, target count.
+* ``h``, ``c``, ``w``, ``vw``, ``ew``: ``(n,)`` column states, head weights, their second
+  moment and (TD) their eligibility.
+* ``scalars``: see ``S_*`` below (head bias, moments, target statistics, TD bookkeeping).
 * ``x_mean``, ``x_var``, ``x_count``: ``(m,)`` input normalisation statistics.
 * Lateral connections (sparse, CSR by receiving column): ``lat_ptr`` ``(n + 1,)`` and
   ``lat_src`` ``(nnz,)``; column i reads h_j(t-1) for j in ``lat_src[lat_ptr[i]:lat_ptr[i+1]]``
   with weights ``LP`` ``(nnz, 4)`` (traces ``LTH``, ``LTC``, second moment ``LV``). The trace
   recursion keeps only the column's own path (Javed et al. 2021): exact without laterals.
-* Meta-gradient mode: ``TW`` ``(n, 4, K)`` and ``LTW`` ``(nnz, 4)`` hold dw_i/dp; the head
-  learns by LMS with ``head_step_size`` and p by -delta (w_i TH_p + h_i TW_p) (PAPER.md s. 5).
+* Stages (Javed et al. 2023): ``mode`` ``(n,)`` is 0 for a column not yet added, 1 for a
+  frozen one, 2 for a learning one. Column i also reads the current states of columns
+  ``0 .. st_ptr[i+1] - st_ptr[i] - 1`` (earlier stages, frozen), standardised by ``hs_mean``,
+  ``hs_var`` when normalising, with weights ``SP`` ``(nst, 4)`` (traces ``STH``, ``STC``,
+  ``SV``). Those inputs depend on no learning parameter, so the traces stay exact.
+* ``AUX``, ``LAUX``, ``SAUX``: a second per-parameter trace, used by two learning rules:
+  meta-gradients (dw_i/dp; the head learns by LMS, p by -delta (w_i TH + h_i AUX); PAPER.md
+  section 5) and TD(lambda) (the eligibility trace e <- gamma lambda e + w_i TH; section 6).
 
 A call is split in two so that nothing changes on failure:
 :meth:`forward` computes the next states into scratch and checks them for non-finite values;
@@ -37,19 +44,33 @@ cdef enum:
     S_Y_MEAN = 2
     S_Y_VAR = 3
     S_Y_COUNT = 4
-    N_SCALARS = 5
+    S_V_PREV = 5       # TD: V(S_t) of the previous step
+    S_HAS_PREV = 6     # TD: 1 when S_V_PREV is set (0 at the start of an episode)
+    S_BIAS_E = 7       # TD: eligibility of the head bias
+    N_SCALARS = 8
 
 cdef enum:
     M_TH = 0
     M_TC = 1
     M_P = 2
-    M_TW = 3
+    M_AUX = 3
     N_MAXIMA = 4
+
+cdef enum:
+    INACTIVE = 0
+    FROZEN = 1
+    LEARNING = 2
 
 OPTIMIZERS = ("sgd", "rmsprop")
 cdef enum:
     OPT_SGD = 0
     OPT_RMSPROP = 1
+
+RULES = ("regression", "meta", "td")
+cdef enum:
+    RULE_REGRESSION = 0
+    RULE_META = 1
+    RULE_TD = 2
 
 # Largest magnitude any stored value may reach; squares of it stay finite.
 cdef double LIMIT = 1e150
@@ -83,42 +104,44 @@ cdef inline double _max(double a, double b) noexcept nogil:
 cdef struct Step:
     # factors of column i's trace recursion (see ColumnarKernel._coefficients)
     double f, A, E, B
-    # error, head weight w_i(t) and new state h_i(t) of the column; LMS step (meta mode)
-    double delta, w, h, head_alpha
-    bint learn, meta
-    # running maxima of |TH|, |TC|, |p|, |TW| over the column's entries
-    double mth, mtc, mp, mtw
+    # error, head weight w_i(t), new state h_i(t); LMS step (meta); gamma lambda (TD)
+    double delta, w, h, head_alpha, decay_e
+    bint learn
+    int rule
+    # running maxima of |TH|, |TC|, |p|, |AUX| over the column's entries
+    double mth, mtc, mp, maux
 
 
-cdef inline void _track(Step* s, double th, double tc, double p, double tw) noexcept nogil:
+cdef inline void _track(Step* s, double th, double tc, double p, double aux) noexcept nogil:
     s.mth = _max(s.mth, fabs(th))
     s.mtc = _max(s.mtc, fabs(tc))
     s.mp = _max(s.mp, fabs(p))
-    s.mtw = _max(s.mtw, fabs(tw))
+    s.maux = _max(s.maux, fabs(aux))
 
 
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
-    cdef double[:, :, ::1] P, TH, TC, V, TW
-    cdef double[:, ::1] LP, LTH, LTC, LV, LTW
-    cdef const Py_ssize_t[::1] lat_ptr, lat_src
-    cdef double[::1] h, c, w, vw, scalars, x_mean, x_var, x_count
+    cdef double[:, :, ::1] P, TH, TC, V, AUX
+    cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
+    cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
+    cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
     # scratch of the pending forward step
-    cdef double[::1] xn, new_mean, new_var
+    cdef double[::1] xn, new_mean, new_var, hn
     cdef double[:, ::1] gates      # (n, 4) activations
     cdef double[::1] h_new, c_new
-    cdef double[:, ::1] maxima     # (n, 4): max |TH|, |TC|, |P|, |TW| per column
+    cdef double[:, ::1] maxima     # (n, 4): max |TH|, |TC|, |P|, |AUX| per column
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
-    cdef bint pending
-    cdef readonly int optimizer
-    cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor
-    cdef readonly bint normalize, meta
+    cdef bint pending, aux
+    cdef readonly int optimizer, rule
+    cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
+    cdef readonly bint normalize, normalize_target
 
     def __init__(self, dict arrays, str optimizer, double step_size, bint normalize,
-                 bint meta=False, double head_step_size=0.0, double beta=0.9999,
-                 double eps=1e-8, double decay=0.9999, double var_floor=1e-8):
+                 str rule="regression", double head_step_size=0.0, double gamma=0.0,
+                 double lambda_=0.0, double beta=0.9999, double eps=1e-8, double decay=0.9999,
+                 double var_floor=1e-8):
         self.P = arrays["P"]
         self.TH = arrays["TH"]
         self.TC = arrays["TC"]
@@ -129,14 +152,25 @@ cdef class ColumnarKernel:
         self.LTH = arrays["LTH"]
         self.LTC = arrays["LTC"]
         self.LV = arrays["LV"]
-        self.meta = meta
-        if meta:
-            self.TW = arrays["TW"]
-            self.LTW = arrays["LTW"]
+        self.st_ptr = arrays["st_ptr"]
+        self.mode = arrays["mode"]
+        self.SP = arrays["SP"]
+        self.STH = arrays["STH"]
+        self.STC = arrays["STC"]
+        self.SV = arrays["SV"]
+        self.hs_mean = arrays["hs_mean"]
+        self.hs_var = arrays["hs_var"]
+        self.rule = RULES.index(rule)
+        self.aux = self.rule != RULE_REGRESSION
+        if self.aux:
+            self.AUX = arrays["AUX"]
+            self.LAUX = arrays["LAUX"]
+            self.SAUX = arrays["SAUX"]
         self.h = arrays["h"]
         self.c = arrays["c"]
         self.w = arrays["w"]
         self.vw = arrays["vw"]
+        self.ew = arrays["ew"]
         self.scalars = arrays["scalars"]
         self.x_mean = arrays["x_mean"]
         self.x_var = arrays["x_var"]
@@ -147,10 +181,15 @@ cdef class ColumnarKernel:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
         if self.lat_ptr.shape[0] != self.n + 1 or self.lat_ptr[self.n] != self.LP.shape[0]:
             raise ValueError("lateral connections do not match the number of columns")
+        if self.st_ptr.shape[0] != self.n + 1 or self.st_ptr[self.n] != self.SP.shape[0]:
+            raise ValueError("stage connections do not match the number of columns")
         self.optimizer = OPTIMIZERS.index(optimizer)
         self.step_size = step_size
         self.head_step_size = head_step_size
+        self.gamma = gamma
+        self.lambda_ = lambda_
         self.normalize = normalize
+        self.normalize_target = normalize and self.rule != RULE_TD
         self.beta = beta
         self.eps = eps
         self.decay = decay
@@ -159,6 +198,7 @@ cdef class ColumnarKernel:
         self.xn = np.zeros(self.m)
         self.new_mean = np.zeros(self.m)
         self.new_var = np.zeros(self.m)
+        self.hn = np.zeros(self.n)
         self.gates = np.zeros((self.n, 4))
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
@@ -167,28 +207,31 @@ cdef class ColumnarKernel:
         self.pending = False
 
     cdef void _refresh_maxima(self) noexcept nogil:
-        """Per-column max |TH|, |TC|, |P|, |TW| (commit keeps them current after that)."""
+        """Per-column max |TH|, |TC|, |P|, |AUX| (commit keeps them current after that)."""
         cdef Py_ssize_t i, z, k
         cdef Step s
         for i in range(self.n):
             s.mth = 0.0
             s.mtc = 0.0
             s.mp = 0.0
-            s.mtw = 0.0
+            s.maux = 0.0
             for z in range(4):
                 for k in range(self.m + 2):
                     _track(&s, self.TH[i, z, k], self.TC[i, z, k], self.P[i, z, k],
-                           self.TW[i, z, k] if self.meta else 0.0)
+                           self.AUX[i, z, k] if self.aux else 0.0)
                 for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                     _track(&s, self.LTH[k, z], self.LTC[k, z], self.LP[k, z],
-                           self.LTW[k, z] if self.meta else 0.0)
+                           self.LAUX[k, z] if self.aux else 0.0)
+                for k in range(self.st_ptr[i], self.st_ptr[i + 1]):
+                    _track(&s, self.STH[k, z], self.STC[k, z], self.SP[k, z],
+                           self.SAUX[k, z] if self.aux else 0.0)
             self._store_maxima(i, &s)
 
     cdef inline void _store_maxima(self, Py_ssize_t i, Step* s) noexcept nogil:
         self.maxima[i, M_TH] = s.mth
         self.maxima[i, M_TC] = s.mtc
         self.maxima[i, M_P] = s.mp
-        self.maxima[i, M_TW] = s.mtw
+        self.maxima[i, M_AUX] = s.maux
 
     @property
     def prediction(self):
@@ -202,7 +245,7 @@ cdef class ColumnarKernel:
 
     def forward(self, const double[::1] x):
         """Advance the states with x into scratch; return the prediction. Changes no state."""
-        cdef Py_ssize_t i, j, z, k
+        cdef Py_ssize_t i, j, z, k, first
         cdef Py_ssize_t n = self.n, m = self.m
         cdef double r, d, pre, hp, y_mean, y_sd, acc
         cdef double[4] a
@@ -220,25 +263,38 @@ cdef class ColumnarKernel:
                     self.xn[j] = (x[j] - self.new_mean[j]) / _std(self.new_var[j], self.var_floor)
                 else:
                     self.xn[j] = x[j]
-            for i in range(n):
+            for i in range(n):  # in order: a stage reads the new states of earlier stages
+                if self.mode[i] == INACTIVE:
+                    self.h_new[i] = 0.0
+                    self.c_new[i] = 0.0
+                    self.hn[i] = 0.0
+                    continue
                 hp = self.h[i]
+                first = self.st_ptr[i]
                 for z in range(4):
                     pre = self.P[i, z, m] * hp + self.P[i, z, m + 1]
                     for j in range(m):
                         pre = pre + self.P[i, z, j] * self.xn[j]
                     for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                         pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
+                    for k in range(first, self.st_ptr[i + 1]):
+                        pre = pre + self.SP[k, z] * self.hn[k - first]
                     a[z] = tanh(pre) if z == GATE_G else _sigmoid(pre)
                     self.gates[i, z] = a[z]
                 self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
                 self.h_new[i] = a[GATE_O] * tanh(self.c_new[i])
+                if self.normalize:
+                    self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
+                        / _std(self.hs_var[i], self.var_floor)
+                else:
+                    self.hn[i] = self.h_new[i]
                 if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
                     ok = False
             acc = self.scalars[S_BIAS]
             for i in range(n):
                 acc = acc + self.w[i] * self.h_new[i]
             self.y_hat_n = acc
-            if self.normalize:
+            if self.normalize_target:
                 y_mean = self.scalars[S_Y_MEAN]
                 y_sd = self._y_scale()
                 self.y_hat = y_mean + y_sd * acc
@@ -260,59 +316,82 @@ cdef class ColumnarKernel:
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
     def commit(self, double y, bint learn):
-        """Make the pending forward step the new state: update traces for every parameter
-        and, if ``learn``, take one gradient step on 1/2 (y - y_hat)^2 (normalised units)."""
+        """Make the pending forward step the new state: update traces for every learning
+        parameter and, if ``learn``, take one learning step with ``y``: the target of the
+        prediction (regression and meta rules, on 1/2 (y - y_hat)^2 in normalised units) or
+        the cumulant observed with this step's input (TD rule:
+        delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step)."""
         cdef Py_ssize_t i, k, n = self.n, m = self.m
         cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
-        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, twb = 0.0, head_step = 0.0
-        cdef double ha = self.head_step_size
+        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0, head_step = 0.0
+        cdef double ha = self.head_step_size, gl = self.gamma * self.lambda_
         cdef double[4] Kc
         cdef double[4] Kh
-        cdef bint ok = True
+        cdef bint ok = True, td = self.rule == RULE_TD
         if not self.pending:
             raise RuntimeError("commit() needs a forward() first")
-        if learn:
-            if self.normalize:
+        if td:
+            if learn and self.scalars[S_HAS_PREV] != 0.0:
+                delta = y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
+            else:
+                learn = False
+        elif learn:
+            if self.normalize_target:
                 y_sd = self._y_scale()
                 delta = (y - self.scalars[S_Y_MEAN]) / y_sd - self.y_hat_n
             else:
                 delta = y - self.y_hat_n
-            if not (isfinite(delta) and fabs(delta) < LIMIT):
-                raise FloatingPointError(
-                    f"the prediction error {delta!r} is not finite or too large; the state was "
-                    "left unchanged")
+        if not (isfinite(delta) and fabs(delta) < LIMIT):
+            raise FloatingPointError(
+                f"the error {delta!r} is not finite or too large; the state was left unchanged")
+        if learn:
             # |step| <= alpha |g| for SGD; RMSProp's v >= (1 - beta) g^2 caps it at alpha/sqrt(1-beta)
-            if self.meta:
+            if self.rule == RULE_META:
                 head_step = ha * fabs(delta)
             elif self.optimizer == OPT_SGD:
-                head_step = alpha * fabs(delta)
+                head_step = alpha * fabs(delta) * (1.0 / (1.0 - gl) if td else 1.0)
             else:
                 head_step = alpha / sqrt(1.0 - self.beta)
         with nogil:
             # ---- bound everything the in-place loop can write, before any write ----
             for k in range(m):
                 xmax = _max(xmax, fabs(self.xn[k]))
+            for k in range(n):
+                xmax = _max(xmax, fabs(self.hn[k]))
             for i in range(n):
+                if self.mode[i] != LEARNING:
+                    continue
                 self._coefficients(i, Kc, Kh, &A, &E, &B)
                 dmax = _max(xmax, fabs(self.h[i]))
                 tcb = self.gates[i, GATE_F] * self.maxima[i, M_TC] + fabs(A) * self.maxima[i, M_TH] \
                     + _max(_max(fabs(Kc[GATE_I]), fabs(Kc[GATE_F])), fabs(Kc[GATE_G])) * dmax
                 thb = fabs(B) * tcb + fabs(E) * self.maxima[i, M_TH] + fabs(Kh[GATE_O]) * dmax
-                gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_TW])
-                if self.meta:  # |TW'| <= |TW| + a |delta| |TH'| + a (|w| |TH'| + |TW|)
-                    twb = self.maxima[i, M_TW] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
+                if self.rule == RULE_META:
+                    # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
+                    auxb = self.maxima[i, M_AUX] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
+                    gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_AUX])
+                elif td:
+                    auxb = gl * self.maxima[i, M_AUX] + fabs(self.w[i]) * thb
+                    gb = fabs(delta) * self.maxima[i, M_AUX]
+                else:
+                    gb = fabs(delta * self.w[i]) * thb
                 if self.optimizer == OPT_SGD:
                     pb = self.maxima[i, M_P] + alpha * gb
                 else:
                     pb = self.maxima[i, M_P] + alpha / sqrt(1.0 - self.beta)
-                if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and twb < LIMIT
+                if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
                         and fabs(self.w[i]) + head_step < LIMIT):
                     ok = False
             if ok:
                 for i in range(n):
-                    self._column_update(i, delta, learn, Kc, Kh)
+                    if self.mode[i] == LEARNING:
+                        self._column_update(i, delta, learn, Kc, Kh)
                 if learn:
                     self._head_update(delta)
+                if td:
+                    self._head_eligibility()
+                    self.scalars[S_V_PREV] = self.y_hat
+                    self.scalars[S_HAS_PREV] = 1.0
                 for i in range(n):
                     self.h[i] = self.h_new[i]
                     self.c[i] = self.c_new[i]
@@ -321,17 +400,24 @@ cdef class ColumnarKernel:
                         self.x_mean[k] = self.new_mean[k]
                         self.x_var[k] = self.new_var[k]
                         self.x_count[k] += 1.0
-                    if learn:
-                        r = _rate(self.scalars[S_Y_COUNT], self.decay)
-                        d = y - self.scalars[S_Y_MEAN]
-                        self.scalars[S_Y_MEAN] += r * d
-                        self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
-                        self.scalars[S_Y_COUNT] += 1.0
+                    for i in range(n):  # statistics of frozen columns are frozen too
+                        if self.mode[i] == LEARNING:
+                            r = 1.0 - self.decay
+                            d = self.h_new[i] - self.hs_mean[i]
+                            self.hs_mean[i] += r * d
+                            self.hs_var[i] = (1.0 - r) * (self.hs_var[i] + r * d * d)
+                if self.normalize_target and learn:
+                    r = _rate(self.scalars[S_Y_COUNT], self.decay)
+                    d = y - self.scalars[S_Y_MEAN]
+                    self.scalars[S_Y_MEAN] += r * d
+                    self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
+                    self.scalars[S_Y_COUNT] += 1.0
         if not ok:
             raise FloatingPointError(
                 "this step would push traces or parameters beyond 1e150 (diverging); the state "
                 "was left unchanged: lower step_size or use normalize=True")
         self.pending = False
+        return delta
 
     cdef inline void _coefficients(self, Py_ssize_t i, double* Kc, double* Kh,
                                    double* A, double* E, double* B) noexcept nogil:
@@ -358,9 +444,9 @@ cdef class ColumnarKernel:
 
     cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn,
                                     double* Kc, double* Kh) noexcept nogil:
-        """Traces of column i's parameters (own inputs, then lateral weights), then, if
-        learning, the step on the gradient estimate of each."""
-        cdef Py_ssize_t z, k, m = self.m, K = self.m + 2
+        """Traces of column i's parameters (own inputs, lateral weights, stage weights),
+        then, if learning, the step on each one's gradient estimate."""
+        cdef Py_ssize_t z, k, first = self.st_ptr[i], m = self.m, K = self.m + 2
         cdef double d
         cdef Step s
         self._coefficients(i, Kc, Kh, &s.A, &s.E, &s.B)
@@ -369,12 +455,13 @@ cdef class ColumnarKernel:
         s.w = self.w[i]
         s.h = self.h_new[i]
         s.head_alpha = self.head_step_size
+        s.decay_e = self.gamma * self.lambda_
         s.learn = learn
-        s.meta = self.meta
+        s.rule = self.rule
         s.mth = 0.0
         s.mtc = 0.0
         s.mp = 0.0
-        s.mtw = 0.0
+        s.maux = 0.0
         for z in range(4):
             for k in range(K):
                 if k < m:
@@ -384,30 +471,37 @@ cdef class ColumnarKernel:
                 else:
                     d = 1.0
                 self._entry(&s, &self.P[i, z, k], &self.TH[i, z, k], &self.TC[i, z, k],
-                            &self.V[i, z, k], &self.TW[i, z, k] if self.meta else NULL,
+                            &self.V[i, z, k], &self.AUX[i, z, k] if self.aux else NULL,
                             d, Kc[z], Kh[z])
             for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                 self._entry(&s, &self.LP[k, z], &self.LTH[k, z], &self.LTC[k, z],
-                            &self.LV[k, z], &self.LTW[k, z] if self.meta else NULL,
+                            &self.LV[k, z], &self.LAUX[k, z] if self.aux else NULL,
                             self.h[self.lat_src[k]], Kc[z], Kh[z])
+            for k in range(first, self.st_ptr[i + 1]):
+                self._entry(&s, &self.SP[k, z], &self.STH[k, z], &self.STC[k, z],
+                            &self.SV[k, z], &self.SAUX[k, z] if self.aux else NULL,
+                            self.hn[k - first], Kc[z], Kh[z])
         self._store_maxima(i, &s)
 
     cdef inline void _entry(self, Step* s, double* p, double* th, double* tc, double* v,
-                            double* tw, double d, double kc, double kh) noexcept nogil:
-        """One parameter: TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d; then the step
-        on g = -delta w_i TH' (or, in meta mode, -delta (w_i TH' + h_i TW) with
-        TW' = TW + a delta TH' - a h_i (w_i TH' + h_i TW), a the LMS step)."""
+                            double* aux, double d, double kc, double kh) noexcept nogil:
+        """One parameter: TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d, then the
+        rule's step: regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
+        AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD
+        g = -delta e with e the eligibility, then e' = gamma lambda e + w_i TH'."""
         cdef double a = th[0], c, g = 0.0, t = 0.0, vv
         c = s.f * tc[0] + s.A * a + kc * d
         a = s.B * c + s.E * a + kh * d
         tc[0] = c
         th[0] = a
+        if s.rule != RULE_REGRESSION:
+            t = aux[0]
         if s.learn:
-            if s.meta:
-                t = tw[0]
+            if s.rule == RULE_META:
                 g = -s.delta * (s.w * a + s.h * t)
                 t = t + s.head_alpha * (s.delta * a - s.h * (s.w * a + s.h * t))
-                tw[0] = t
+            elif s.rule == RULE_TD:
+                g = -s.delta * t
             else:
                 g = -s.delta * s.w * a
             if self.optimizer == OPT_SGD:
@@ -416,31 +510,49 @@ cdef class ColumnarKernel:
                 vv = self.beta * v[0] + (1.0 - self.beta) * g * g
                 v[0] = vv
                 p[0] -= self.step_size * g / (sqrt(vv) + self.eps)
-        elif s.meta:
-            t = tw[0]
+        if s.rule == RULE_TD:
+            t = s.decay_e * t + s.w * a
+        if s.rule != RULE_REGRESSION:
+            aux[0] = t
         _track(s, a, c, p[0], t)
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
-        """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta. In meta mode the
-        weights take the LMS step w_i += head_step_size delta h_i and the bias stays."""
-        cdef Py_ssize_t i
+        """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times
+        their eligibilities, step size divided by the number of columns in use). In meta mode
+        the weights take the LMS step w_i += head_step_size delta h_i and the bias stays."""
+        cdef Py_ssize_t i, active = 0
         cdef double g, v, alpha = self.step_size, beta = self.beta, eps = self.eps
-        if self.meta:
+        cdef bint td = self.rule == RULE_TD
+        if self.rule == RULE_META:
             for i in range(self.n):
                 self.w[i] += self.head_step_size * delta * self.h_new[i]
             return
+        if td:
+            for i in range(self.n):
+                active += self.mode[i] != INACTIVE
+            alpha = alpha / (active if active > 0 else 1)
         for i in range(self.n):
-            g = -delta * self.h_new[i]
+            if self.mode[i] == INACTIVE:
+                continue
+            g = -delta * (self.ew[i] if td else self.h_new[i])
             if self.optimizer == OPT_SGD:
                 self.w[i] -= alpha * g
             else:
                 v = beta * self.vw[i] + (1.0 - beta) * g * g
                 self.vw[i] = v
                 self.w[i] -= alpha * g / (sqrt(v) + eps)
-        g = -delta
+        g = -delta * (self.scalars[S_BIAS_E] if td else 1.0)
         if self.optimizer == OPT_SGD:
             self.scalars[S_BIAS] -= alpha * g
         else:
             v = beta * self.scalars[S_BIAS_V] + (1.0 - beta) * g * g
             self.scalars[S_BIAS_V] = v
             self.scalars[S_BIAS] -= alpha * g / (sqrt(v) + eps)
+
+    cdef inline void _head_eligibility(self) noexcept nogil:
+        """TD: e_w <- gamma lambda e_w + h(t+1), e_b <- gamma lambda e_b + 1."""
+        cdef Py_ssize_t i
+        cdef double gl = self.gamma * self.lambda_
+        for i in range(self.n):
+            self.ew[i] = gl * self.ew[i] + self.h_new[i]
+        self.scalars[S_BIAS_E] = gl * self.scalars[S_BIAS_E] + 1.0

@@ -14,15 +14,16 @@ import numpy as np
 
 from streamlearn._columnar import ColumnarKernel
 
-__all__ = ["ColumnarNetwork", "NetworkConfig", "GATES"]
+__all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "LEARNING"]
 
 GATES = ("input", "forget", "output", "candidate")
-# Arrays with one entry per parameter, shape (n, 4, m + 2), and their lateral counterparts
-# (nnz, 4); the meta-gradient trace TW/LTW exists only in meta mode.
-PARAMETER_ARRAYS = ("P", "TH", "TC", "V")
-LATERAL_ARRAYS = ("LP", "LTH", "LTC", "LV")
+# Column modes (the kernel's ``mode`` array).
+INACTIVE, FROZEN, LEARNING = 0, 1, 2
 # Index of each scalar in the kernel's ``scalars`` array.
-SCALARS = ("head_bias", "head_bias_v", "y_mean", "y_var", "y_count")
+SCALARS = ("head_bias", "head_bias_v", "y_mean", "y_var", "y_count", "previous_value",
+           "has_previous", "head_bias_eligibility")
+# Per-parameter arrays: value, the two RTRL traces, RMSProp moment, the rule's second trace.
+_KINDS = ("", "TH", "TC", "V", "AUX")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +37,27 @@ class NetworkConfig:
     normalize: bool
     init_scale: float
     lateral_density: float = 0.0
-    meta: bool = False
-    head_step_size: float = 0.0
+    rule: str = "regression"          # "regression", "meta" or "td"
+    head_step_size: float = 0.0       # meta: the LMS step of the head
+    gamma: float = 0.0                # td
+    lambda_: float = 0.0              # td
+    columns_per_stage: int = 0        # 0: one stage holding every column
+    decay: float = 0.9999
+    var_floor: float = 1e-8
 
     def kernel_args(self) -> dict:
         return {"optimizer": self.optimizer, "step_size": self.step_size,
-                "normalize": self.normalize, "meta": self.meta,
-                "head_step_size": self.head_step_size}
+                "normalize": self.normalize, "rule": self.rule,
+                "head_step_size": self.head_step_size, "gamma": self.gamma,
+                "lambda_": self.lambda_, "decay": self.decay, "var_floor": self.var_floor}
+
+    @property
+    def per_stage(self) -> int:
+        return self.columns_per_stage or self.n_columns
+
+    @property
+    def aux(self) -> bool:
+        return self.rule != "regression"
 
 
 def _name_key(name) -> int:
@@ -81,6 +96,31 @@ def initial_laterals(config: NetworkConfig) -> tuple:
     return indptr, indices, weights
 
 
+def stage_structure(config: NetworkConfig) -> np.ndarray:
+    """indptr (n + 1,) of the stage connections: column i of stage s reads the s * k
+    columns of the earlier stages (k columns per stage)."""
+    stage = np.arange(config.n_columns) // config.per_stage
+    return np.concatenate([[0], np.cumsum(stage * config.per_stage)]).astype(np.intp)
+
+
+def initial_modes(config: NetworkConfig) -> np.ndarray:
+    """The first stage learns; later stages are not added yet."""
+    mode = np.full(config.n_columns, INACTIVE, dtype=np.intp)
+    mode[:config.per_stage] = LEARNING
+    return mode
+
+
+def _group(prefix: str, values: np.ndarray, config: NetworkConfig) -> dict:
+    """The value array of one parameter group and its traces, moments, second trace."""
+    out = {}
+    for kind in _KINDS:
+        if kind == "AUX" and not config.aux:
+            continue
+        out[prefix + (kind or "P")] = values.copy() if not kind else np.zeros_like(values)
+    out[prefix + "V"][...] = 1.0 if config.optimizer == "rmsprop" else 0.0
+    return out
+
+
 class ColumnarNetwork:
     """Arrays of one columnar LSTM network plus the kernel bound to them.
 
@@ -102,24 +142,18 @@ class ColumnarNetwork:
     def new(cls, config: NetworkConfig) -> "ColumnarNetwork":
         """A network with no input features yet."""
         n = config.n_columns
-        arrays = {key: np.zeros((n, 4, 2)) for key in PARAMETER_ARRAYS}
-        arrays["P"][:] = initial_column_parameters(config)
-        if config.optimizer == "rmsprop":
-            arrays["V"][:] = 1.0
-        arrays.update(h=np.zeros(n), c=np.zeros(n), w=np.zeros(n), vw=np.ones(n),
-                      scalars=np.zeros(len(SCALARS)), x_mean=np.zeros(0), x_var=np.zeros(0),
-                      x_count=np.zeros(0))
-        arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
+        arrays = _group("", initial_column_parameters(config), config)
         indptr, indices, weights = initial_laterals(config)
-        arrays.update(lat_ptr=indptr, lat_src=indices)
-        for key in LATERAL_ARRAYS:
-            arrays[key] = np.zeros_like(weights)
-        arrays["LP"][:] = weights
-        if config.optimizer == "rmsprop":
-            arrays["LV"][:] = 1.0
-        if config.meta:
-            arrays["TW"] = np.zeros((n, 4, 2))
-            arrays["LTW"] = np.zeros_like(weights)
+        arrays.update(_group("L", weights, config), lat_ptr=indptr, lat_src=indices)
+        st_ptr = stage_structure(config)
+        rng = np.random.default_rng([config.seed, 3])
+        stage_weights = rng.uniform(-config.init_scale, config.init_scale, size=(st_ptr[-1], 4))
+        arrays.update(_group("S", stage_weights, config), st_ptr=st_ptr,
+                      mode=initial_modes(config), hs_mean=np.zeros(n), hs_var=np.ones(n))
+        arrays.update(h=np.zeros(n), c=np.zeros(n), w=np.zeros(n), vw=np.ones(n),
+                      ew=np.zeros(n), scalars=np.zeros(len(SCALARS)), x_mean=np.zeros(0),
+                      x_var=np.zeros(0), x_count=np.zeros(0))
+        arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
         return cls(config, [], arrays)
 
     @property
@@ -133,28 +167,40 @@ class ColumnarNetwork:
         exact: a feature that was absent read as 0, so its weights had no influence yet.
         """
         m, k = self.n_inputs, len(new_names)
-        arrays = {}
-        for key in PARAMETER_ARRAYS + (("TW",) if self.config.meta else ()):
-            old = self.arrays[key]
-            new = np.empty((old.shape[0], 4, m + k + 2))
-            new[:, :, :m] = old[:, :, :m]
-            new[:, :, m + k:] = old[:, :, m:]
-            new[:, :, m:m + k] = 1.0 if (key == "V" and self.config.optimizer == "rmsprop") else 0.0
-            arrays[key] = new
+        arrays = {key: value.copy() for key, value in self.arrays.items()}
+        for key, value in self.arrays.items():
+            if value.ndim == 3:
+                new = np.empty((value.shape[0], 4, m + k + 2))
+                new[:, :, :m] = value[:, :, :m]
+                new[:, :, m + k:] = value[:, :, m:]
+                new[:, :, m:m + k] = 1.0 if (key == "V" and self.config.optimizer == "rmsprop") \
+                    else 0.0
+                arrays[key] = new
         for j, name in enumerate(new_names):
             arrays["P"][:, :, m + j] = initial_input_weights(self.config, name)
         for key in ("x_mean", "x_var", "x_count"):
             arrays[key] = np.concatenate([self.arrays[key], np.zeros(k)])
-        for key in ("h", "c", "w", "vw", "scalars", "lat_ptr", "lat_src", *LATERAL_ARRAYS) \
-                + (("LTW",) if self.config.meta else ()):
-            arrays[key] = self.arrays[key].copy()
         return ColumnarNetwork(self.config, self.names + list(new_names), arrays)
 
     def reset_state(self) -> None:
-        """Start a new episode: zero states and traces (h_0 = c_0 = 0 do not depend on any
-        parameter). Rebinding the kernel drops any pending forward step."""
-        for key in ("h", "c", "TH", "TC", "LTH", "LTC"):
+        """Start a new episode: zero states, traces and eligibilities (h_0 = c_0 = 0 do not
+        depend on any parameter). Rebinding the kernel drops any pending forward step."""
+        for key in ("h", "c", "TH", "TC", "LTH", "LTC", "STH", "STC", "ew"):
             self.arrays[key][...] = 0.0
+        if self.config.rule == "td":
+            for key in ("AUX", "LAUX", "SAUX"):
+                self.arrays[key][...] = 0.0
+            for key in ("previous_value", "has_previous", "head_bias_eligibility"):
+                self.arrays["scalars"][SCALARS.index(key)] = 0.0
+        self.kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
+
+    def set_stage(self, stage: int) -> None:
+        """Make ``stage`` the learning stage: earlier stages frozen, later ones not added."""
+        per = self.config.per_stage
+        mode = self.arrays["mode"]
+        mode[:stage * per] = FROZEN
+        mode[stage * per:(stage + 1) * per] = LEARNING
+        mode[(stage + 1) * per:] = INACTIVE
         self.kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
 
     def state(self, copy: bool = True) -> dict:
@@ -162,6 +208,7 @@ class ColumnarNetwork:
         ``copy=False`` the arrays are views of the live state (for immediate serialisation)."""
         s = self.arrays["scalars"]
         a = {k: v.copy() for k, v in self.arrays.items()} if copy else self.arrays
+        scalar = {name: float(s[i]) for i, name in enumerate(SCALARS)}
         state = {
             "feature_names": list(self.names),
             "parameters": a["P"],
@@ -170,41 +217,49 @@ class ColumnarNetwork:
             "h": a["h"],
             "c": a["c"],
             "head_weights": a["w"],
-            "head_bias": float(s[SCALARS.index("head_bias")]),
-            "optimizer": {
-                "name": self.config.optimizer,
-                "v": a["V"],
-                "head_v": a["vw"],
-                "head_bias_v": float(s[SCALARS.index("head_bias_v")]),
-            },
-            "normalizer": {
-                "x_mean": a["x_mean"],
-                "x_var": a["x_var"],
-                "x_count": a["x_count"],
-                "y_mean": float(s[SCALARS.index("y_mean")]),
-                "y_var": float(s[SCALARS.index("y_var")]),
-                "y_count": float(s[SCALARS.index("y_count")]),
-            },
-            "lateral": {
-                "indptr": a["lat_ptr"].astype(np.int64),
-                "indices": a["lat_src"].astype(np.int64),
-                "weights": a["LP"],
-                "trace_h": a["LTH"],
-                "trace_c": a["LTC"],
-                "v": a["LV"],
-            },
+            "head_bias": scalar["head_bias"],
+            "optimizer": {"name": self.config.optimizer, "v": a["V"], "head_v": a["vw"],
+                          "head_bias_v": scalar["head_bias_v"]},
+            "normalizer": {"x_mean": a["x_mean"], "x_var": a["x_var"], "x_count": a["x_count"],
+                           "y_mean": scalar["y_mean"], "y_var": scalar["y_var"],
+                           "y_count": scalar["y_count"]},
+            "lateral": {"indptr": a["lat_ptr"].astype(np.int64),
+                        "indices": a["lat_src"].astype(np.int64), "weights": a["LP"],
+                        "trace_h": a["LTH"], "trace_c": a["LTC"], "v": a["LV"]},
+            "stages": {"indptr": a["st_ptr"].astype(np.int64),
+                       "mode": a["mode"].astype(np.int64), "weights": a["SP"],
+                       "trace_h": a["STH"], "trace_c": a["STC"], "v": a["SV"],
+                       "h_mean": a["hs_mean"], "h_var": a["hs_var"]},
         }
-        if self.config.meta:
-            state["meta"] = {"trace_w": a["TW"], "lateral_trace_w": a["LTW"]}
+        if self.config.rule == "meta":
+            state["meta"] = {"trace_w": a["AUX"], "lateral_trace_w": a["LAUX"],
+                             "stage_trace_w": a["SAUX"]}
+        if self.config.rule == "td":
+            state["td"] = {"eligibility": a["AUX"], "lateral_eligibility": a["LAUX"],
+                           "stage_eligibility": a["SAUX"], "head_eligibility": a["ew"],
+                           "head_bias_eligibility": scalar["head_bias_eligibility"],
+                           "previous_value": scalar["previous_value"],
+                           "has_previous": scalar["has_previous"]}
         return state
 
     @classmethod
     def from_state(cls, config: NetworkConfig, state: dict) -> "ColumnarNetwork":
         """Rebuild a network from :meth:`state` output, checking shapes and values."""
+        n = config.n_columns
         try:
             names = list(state["feature_names"])
-            opt, norm = state["optimizer"], state["normalizer"]
-            n, m = config.n_columns, len(names)
+            m = len(names)
+            opt, norm, lat, st = (state["optimizer"], state["normalizer"], state["lateral"],
+                                  state["stages"])
+            lat_ptr, lat_src = _csr(lat["indptr"], lat["indices"], n)
+            nnz = len(lat_src)
+            st_ptr = _int_array(st["indptr"], "stages/indptr")
+            if not np.array_equal(st_ptr, stage_structure(config)):
+                raise ValueError("stages/indptr does not match columns_per_stage")
+            nst = int(st_ptr[-1])
+            mode = _int_array(st["mode"], "stages/mode")
+            if mode.shape != (n,) or not np.all(np.isin(mode, (INACTIVE, FROZEN, LEARNING))):
+                raise ValueError("stages/mode must hold one mode (0, 1, 2) per column")
             arrays = {
                 "P": _array(state["parameters"], "parameters", (n, 4, m + 2)),
                 "TH": _array(state["trace_h"], "trace_h", (n, 4, m + 2)),
@@ -214,25 +269,43 @@ class ColumnarNetwork:
                 "c": _array(state["c"], "c", (n,)),
                 "w": _array(state["head_weights"], "head_weights", (n,)),
                 "vw": _array(opt["head_v"], "optimizer/head_v", (n,)),
+                "ew": np.zeros(n),
                 "x_mean": _array(norm["x_mean"], "normalizer/x_mean", (m,)),
                 "x_var": _array(norm["x_var"], "normalizer/x_var", (m,)),
                 "x_count": _array(norm["x_count"], "normalizer/x_count", (m,)),
+                "lat_ptr": lat_ptr, "lat_src": lat_src,
+                "LP": _array(lat["weights"], "lateral/weights", (nnz, 4)),
+                "LTH": _array(lat["trace_h"], "lateral/trace_h", (nnz, 4)),
+                "LTC": _array(lat["trace_c"], "lateral/trace_c", (nnz, 4)),
+                "LV": _array(lat["v"], "lateral/v", (nnz, 4)),
+                "st_ptr": st_ptr, "mode": mode,
+                "SP": _array(st["weights"], "stages/weights", (nst, 4)),
+                "STH": _array(st["trace_h"], "stages/trace_h", (nst, 4)),
+                "STC": _array(st["trace_c"], "stages/trace_c", (nst, 4)),
+                "SV": _array(st["v"], "stages/v", (nst, 4)),
+                "hs_mean": _array(st["h_mean"], "stages/h_mean", (n,)),
+                "hs_var": _array(st["h_var"], "stages/h_var", (n,)),
             }
             scalars = {"head_bias": state["head_bias"], "head_bias_v": opt["head_bias_v"],
                        "y_mean": norm["y_mean"], "y_var": norm["y_var"],
-                       "y_count": norm["y_count"]}
-            lat = state["lateral"]
-            indptr, indices = _csr(lat["indptr"], lat["indices"], n)
-            nnz = len(indices)
-            arrays.update(lat_ptr=indptr, lat_src=indices,
-                          LP=_array(lat["weights"], "lateral/weights", (nnz, 4)),
-                          LTH=_array(lat["trace_h"], "lateral/trace_h", (nnz, 4)),
-                          LTC=_array(lat["trace_c"], "lateral/trace_c", (nnz, 4)),
-                          LV=_array(lat["v"], "lateral/v", (nnz, 4)))
-            if config.meta:
-                arrays["TW"] = _array(state["meta"]["trace_w"], "meta/trace_w", (n, 4, m + 2))
-                arrays["LTW"] = _array(state["meta"]["lateral_trace_w"],
-                                       "meta/lateral_trace_w", (nnz, 4))
+                       "y_count": norm["y_count"], "previous_value": 0.0, "has_previous": 0.0,
+                       "head_bias_eligibility": 0.0}
+            if config.rule == "meta":
+                meta = state["meta"]
+                arrays["AUX"] = _array(meta["trace_w"], "meta/trace_w", (n, 4, m + 2))
+                arrays["LAUX"] = _array(meta["lateral_trace_w"], "meta/lateral_trace_w",
+                                        (nnz, 4))
+                arrays["SAUX"] = _array(meta["stage_trace_w"], "meta/stage_trace_w", (nst, 4))
+            if config.rule == "td":
+                td = state["td"]
+                arrays["AUX"] = _array(td["eligibility"], "td/eligibility", (n, 4, m + 2))
+                arrays["LAUX"] = _array(td["lateral_eligibility"], "td/lateral_eligibility",
+                                        (nnz, 4))
+                arrays["SAUX"] = _array(td["stage_eligibility"], "td/stage_eligibility",
+                                        (nst, 4))
+                arrays["ew"] = _array(td["head_eligibility"], "td/head_eligibility", (n,))
+                for key in ("previous_value", "has_previous", "head_bias_eligibility"):
+                    scalars[key] = td[key]
         except KeyError as exc:
             raise ValueError(f"state dict is missing {exc}") from None
         arrays["scalars"] = _array([scalars[k] for k in SCALARS], "scalars", (len(SCALARS),))
@@ -242,13 +315,20 @@ class ColumnarNetwork:
         return cls(config, names, arrays)
 
 
+def _int_array(value, name: str) -> np.ndarray:
+    try:
+        out = np.array(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"state entry {name!r} is not an integer array") from None
+    if out.dtype.kind not in "iu":
+        raise ValueError(f"state entry {name!r} is not an integer array")
+    return out.astype(np.intp)
+
+
 def _csr(indptr, indices, n: int) -> tuple:
     """Validated CSR structure of lateral connections (no self-connections)."""
-    try:
-        indptr = np.array(indptr, dtype=np.intp)
-        indices = np.array(indices, dtype=np.intp)
-    except (TypeError, ValueError):
-        raise ValueError("lateral indptr/indices must be integer arrays") from None
+    indptr = _int_array(indptr, "lateral/indptr")
+    indices = _int_array(indices, "lateral/indices")
     if indptr.shape != (n + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0) \
             or indices.ndim != 1 or indptr[-1] != len(indices):
         raise ValueError("lateral indptr/indices are not a valid CSR structure")

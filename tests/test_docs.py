@@ -5,9 +5,10 @@ import doctest
 import pytest
 
 import streamlearn.columnar
+import streamlearn.td
 
 
-@pytest.mark.parametrize("module", [streamlearn.columnar])
+@pytest.mark.parametrize("module", [streamlearn.columnar, streamlearn.td])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -1,0 +1,152 @@
+"""Trace patterning (PAPER.md section 7): mean squared return error of TD(lambda) predictors
+against steps, for columnar, constructive, columnar-constructive (CCN) networks and a dense
+LSTM trained with truncated BPTT, at about the same compute per step.
+
+    python benchmarks/trace_patterning.py [--steps 2000000] [--seeds 3] [--jobs 2]
+                                          [--plot FILE.png] [--json]
+
+MSRE: the mean of (V(S_t) - G_t)^2 over the last --window steps (100,000, as in the paper).
+Every learner uses the library defaults where they apply (step size 0.001, gamma 0.9,
+lambda 0.99, RMSProp-normalised TD step): ColumnarTD() exactly as constructed with no
+arguments; constructive = 20 stages of 1 column; CCN = 5 stages of 4; the stage length is
+the run length divided by the number of stages.
+"""
+
+import argparse
+import collections
+import itertools
+import json
+import multiprocessing
+import time
+
+import numpy as np
+
+from common import machine
+from streamlearn import ColumnarTD
+from streamlearn.baselines import TruncatedBPTTTD
+from streamlearn.datasets import TracePatterning
+
+REFERENCES = [("always 0", 0.020), ("best constant", 0.0187),
+              ("knows only the time since the CS", 0.012),
+              ("time and validity, not whether the US came", 0.0067),
+              ("floor: time, validity and US seen", 0.0017)]
+METHODS = ("columnar", "constructive", "ccn", "tbptt")
+FEATURES = [f"cs{i}" for i in range(6)] + ["us"] + [f"d{k}" for k in range(1, 6)]
+
+
+def make(method: str, steps: int, seed: int):
+    if method == "columnar":
+        return ColumnarTD(seed=seed)
+    if method == "constructive":
+        return ColumnarTD(columns_per_stage=1, steps_per_stage=max(1, steps // 20), seed=seed)
+    if method == "ccn":
+        return ColumnarTD(columns_per_stage=4, steps_per_stage=max(1, steps // 5), seed=seed)
+    return TruncatedBPTTTD(FEATURES, hidden=10, truncation=8, seed=seed)
+
+
+def cost(model) -> int:
+    """Multiply-adds per step: ColumnarTD about 12 per recurrent parameter (forward 1, RTRL
+    traces 6, eligibility 1, RMSProp step 4)."""
+    if isinstance(model, TruncatedBPTTTD):
+        return model.multiply_adds_per_step()
+    return 12 * model.n_parameters
+
+
+def run(job: tuple) -> dict:
+    method, seed, steps, window, every = job
+    model = make(method, steps, seed)
+    errors = collections.deque(maxlen=window)
+    total, curve = 0.0, []
+    start = time.perf_counter()
+    for t, (x, cumulant, ret) in enumerate(itertools.islice(TracePatterning(seed=seed), steps), 1):
+        if method == "tbptt":
+            value = model.learn_one(x, cumulant)
+        else:
+            value = model.predict_one(x)
+            model.learn_one(x, cumulant)
+        e = (value - ret) ** 2
+        if len(errors) == window:
+            total -= errors[0]
+        errors.append(e)
+        total += e
+        if t % every == 0:
+            curve.append((t, total / len(errors)))
+    elapsed = time.perf_counter() - start
+    return {"method": method, "seed": seed, "curve": curve, "seconds": elapsed,
+            "steps_per_second": steps / elapsed, "multiply_adds": cost(model),
+            "parameters": model.n_parameters}
+
+
+def interval(values) -> tuple:
+    values = np.asarray(values, dtype=float)
+    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
+    half = t * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(half)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2_000_000)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--plot")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    every = max(1, args.steps // 40)
+    jobs = [(m, s, args.steps, args.window, every) for m in methods for s in range(args.seeds)]
+    start = time.perf_counter()
+    with multiprocessing.Pool(args.jobs) as pool:
+        results = pool.map(run, jobs, chunksize=1)
+    wall = time.perf_counter() - start
+    if args.json:
+        print(json.dumps(results))
+        return
+    print(f"# machine: {machine()}; {args.steps:,} steps x {args.seeds} seeds x "
+          f"{len(methods)} methods on {args.jobs} processes: {wall / 60:.1f} min")
+    print(f"{'method':>13} {'params':>7} {'mult-adds':>10} {'steps/s':>8} "
+          f"{'MSRE at end (mean +- 95%)':>27} {'per seed':>26}")
+    for method in methods:
+        rs = [r for r in results if r["method"] == method]
+        finals = [r["curve"][-1][1] for r in rs]
+        mean, half = interval(finals)
+        print(f"{method:>13} {rs[0]['parameters']:>7} {rs[0]['multiply_adds']:>10} "
+              f"{np.mean([r['steps_per_second'] for r in rs]):>8.0f} "
+              f"{mean:>17.5f} +- {half:.5f} {' '.join(f'{f:.5f}' for f in finals):>26}")
+    print("reference levels: " + "; ".join(f"{name} {value}" for name, value in REFERENCES))
+    if args.plot:
+        plot(results, methods, args.plot)
+
+
+def plot(results: list, methods: list, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method in methods:
+        rs = [r for r in results if r["method"] == method]
+        steps = [t for t, _ in rs[0]["curve"]]
+        curves = np.array([[v for _, v in r["curve"]] for r in rs])
+        mean = curves.mean(axis=0)
+        ax.plot(steps, mean, label=method)
+        if len(rs) > 1:
+            half = 1.96 * curves.std(axis=0, ddof=1) / np.sqrt(len(rs))
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
+    for name, value in REFERENCES:
+        ax.axhline(value, color="grey", linewidth=0.6, linestyle=":")
+        ax.text(steps[0], value, name, fontsize=7, va="bottom", color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("steps")
+    ax.set_ylabel("MSRE (last 100k steps)")
+    ax.set_title("Trace patterning: TD(lambda) prediction of the US")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

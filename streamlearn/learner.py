@@ -1,0 +1,213 @@
+"""What every columnar learner shares: configuration checks, the cached forward step,
+stages, the state dict, bytes and pickling. Subclasses add ``learn_one`` and their params."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from streamlearn import serialization
+from streamlearn._features import equal, vectorize
+from streamlearn.network import ColumnarNetwork, NetworkConfig
+
+__all__ = ["ColumnarLearner"]
+
+FORMAT_VERSION = 1
+
+
+def _number(owner, name: str, low: float = 0.0, high: float = math.inf,
+            high_inclusive: bool = False) -> float:
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < low or value > high or (value == high and not high_inclusive):
+        bound = f"[{low}, {high}{']' if high_inclusive else ')'}"
+        raise ValueError(f"{name} must be a number in {bound}, got {value!r}")
+    return float(value)
+
+
+def _integer(owner, name: str, low: int = 1) -> int:
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+class ColumnarLearner:
+    """Base of the columnar learners. ``PARAMS`` lists the constructor arguments; each
+    subclass's ``__init__`` stores them verbatim and then calls ``_setup()``."""
+
+    PARAMS: tuple = ()
+    RULE = "regression"
+
+    def _setup(self) -> None:
+        seed = self.seed if self.seed is not None else random.getrandbits(63)
+        self._net = ColumnarNetwork.new(self._config(seed))
+        self._steps = 0
+        self._cache = None  # (network, input vector, prediction) of the pending forward step
+
+    def _rule_config(self) -> dict:
+        """Rule-specific NetworkConfig fields, validated (subclasses extend)."""
+        return {}
+
+    def _config(self, seed: int) -> NetworkConfig:
+        """Validated configuration; ``seed`` is the resolved integer seed."""
+        n_columns = _integer(self, "n_columns")
+        if self.optimizer not in ("sgd", "rmsprop"):
+            raise ValueError(f"optimizer must be 'sgd' or 'rmsprop', got {self.optimizer!r}")
+        if not isinstance(self.normalize, bool):
+            raise ValueError(f"normalize must be a bool, got {self.normalize!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
+        per_stage = 0
+        if self.columns_per_stage is not None:
+            per_stage = _integer(self, "columns_per_stage")
+            if n_columns % per_stage:
+                raise ValueError(f"columns_per_stage ({per_stage}) must divide n_columns "
+                                 f"({n_columns})")
+        _integer(self, "steps_per_stage")
+        return NetworkConfig(
+            n_columns=n_columns, seed=seed, step_size=_number(self, "step_size"),
+            optimizer=self.optimizer, normalize=self.normalize,
+            init_scale=_number(self, "init_scale"),
+            lateral_density=_number(self, "lateral_density", high=1.0, high_inclusive=True),
+            columns_per_stage=per_stage, rule=self.RULE, **self._rule_config())
+
+    # ---- stepping ---------------------------------------------------------------------------
+
+    def _forward(self, x: dict):
+        """The network that steps on ``x`` (grown if x has new features) with its forward
+        step pending, and the prediction. Reuses the cached step of a matching predict_one."""
+        if not isinstance(x, dict):
+            raise TypeError(f"x must be a dict of feature values, got {type(x).__name__}")
+        if self._cache is not None:
+            net, vec, y_pred = self._cache
+            if vectorize(x, net.index, net.x) is None and equal(net.x, vec):
+                return net, y_pred
+        net = self._net
+        new = vectorize(x, net.index, net.x)
+        if new:
+            net = net.grow(new)
+            vectorize(x, net.index, net.x)
+        self._cache = None
+        y_pred = net.kernel.forward(net.x)
+        self._cache = (net, net.x.copy(), y_pred)
+        return net, y_pred
+
+    def _step(self, x: dict, y: float, learn: bool) -> tuple:
+        """One state transition with x (learning from y if ``learn``); returns the
+        prediction and what the kernel's commit returned. Advances the stage schedule."""
+        net, y_pred = self._forward(x)
+        result = net.kernel.commit(y, learn)
+        self._net, self._cache = net, None
+        self._steps += 1
+        config = net.config
+        n_stages = config.n_columns // config.per_stage
+        if n_stages > 1 and self._steps % self.steps_per_stage == 0 \
+                and self._steps // self.steps_per_stage < n_stages:
+            net.set_stage(self._steps // self.steps_per_stage)
+        return y_pred, result
+
+    def predict_one(self, x: dict) -> float:
+        """Prediction for the state after x; changes nothing."""
+        return self._forward(x)[1]
+
+    def observe_one(self, x: dict) -> float:
+        """Advance the state with an unlabelled x (traces too); return its prediction."""
+        return self._step(x, 0.0, False)[0]
+
+    def reset_state(self) -> None:
+        """Start a new sequence: column states and traces back to 0; parameters are kept."""
+        self._net.reset_state()
+        self._cache = None
+
+    def add_features(self, names) -> None:
+        """Register features ahead of their first event (in the given order; known names are
+        skipped). Neutral for predictions: a feature that has not been seen reads as 0."""
+        if not isinstance(names, (list, tuple)):
+            raise TypeError("names must be a list or tuple of feature names")
+        new = list(dict.fromkeys(n for n in names if n not in self._net.index))
+        if new:
+            self._net, self._cache = self._net.grow(new), None
+
+    # ---- introspection ----------------------------------------------------------------------
+
+    @property
+    def feature_names(self) -> list:
+        return list(self._net.names)
+
+    @property
+    def n_parameters(self) -> int:
+        a = self._net.arrays
+        return a["P"].size + a["LP"].size + a["SP"].size
+
+    @property
+    def stage(self) -> int:
+        """Index of the stage that is learning now."""
+        return min(self._steps // self.steps_per_stage,
+                   self._net.config.n_columns // self._net.config.per_stage - 1)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _params(self) -> dict:
+        """The constructor arguments (what River's _get_params gives, without inspect)."""
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def state_dict(self) -> dict:
+        """The full learned state as plain data (numpy arrays, numbers, strings, lists)."""
+        return self._state(copy=True)
+
+    def _state(self, copy: bool) -> dict:
+        state = {"format_version": FORMAT_VERSION, "class": type(self).__name__,
+                 "params": self._params(), "seed": self._net.config.seed,
+                 "steps": self._steps}
+        state.update(self._net.state(copy=copy))
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace the learned state with ``state`` (from :meth:`state_dict` of a learner with
+        the same parameters); afterwards every step is bit-identical to the saved learner's."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported state format_version {state.get('format_version')!r}"
+                             f" (this version reads {FORMAT_VERSION})")
+        if state.get("class") != type(self).__name__:
+            raise ValueError(f"state is of a {state.get('class')!r}, not a {type(self).__name__}")
+        if state.get("params") != self._params():
+            raise ValueError(f"state was saved with params {state.get('params')!r}, this learner "
+                             f"has {self._params()!r}")
+        steps = state.get("steps", 0)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"state 'steps' must be an int >= 0, got {steps!r}")
+        self._net = ColumnarNetwork.from_state(self._config(state.get("seed")), state)
+        self._steps = steps
+        self._cache = None
+
+    @classmethod
+    def from_state_dict(cls, state: dict):
+        """A learner built from the parameters in ``state`` with the state loaded."""
+        params = state.get("params") if isinstance(state, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError("state has no 'params' dict")
+        model = cls(**params)
+        model.load_state_dict(state)
+        return model
+
+    def to_bytes(self) -> bytes:
+        """Deterministic, versioned bytes of :meth:`state_dict` (no pickle)."""
+        for name in self._net.names:
+            if isinstance(name, bool) or not isinstance(name, (str, int)):
+                raise TypeError(f"feature name {name!r} cannot be serialised: to_bytes() needs "
+                                "str or int feature names")
+        return serialization.pack(self._state(copy=False))
+
+    @classmethod
+    def from_bytes(cls, data: bytes):
+        """Inverse of :meth:`to_bytes`."""
+        state = serialization.unpack(data)
+        if state.get("class") != cls.__name__:
+            raise ValueError(f"bytes hold a {state.get('class')!r}, not a {cls.__name__}")
+        return cls.from_state_dict(state)
+
+    def __reduce__(self):
+        return type(self).from_state_dict, (self.state_dict(),)
