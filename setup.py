@@ -22,5 +22,6 @@ setup(
         [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"],
                    extra_compile_args=["-O3"]) for name in MODULES],
         compiler_directives=DIRECTIVES,
+        include_path=["pyx"],
     ),
 )

@@ -30,7 +30,9 @@ A call is split in two so that nothing changes on failure:
 bounds every value it can write from per-column maxima kept by the previous commit; if a
 bound exceeds ``LIMIT`` it raises instead, so the in-place loop never has to be undone.
 """
-from libc.math cimport exp, fabs, isfinite, sqrt, tanh
+from libc.math cimport fabs, isfinite, sqrt, tanh
+
+from _math cimport sigmoid
 
 cdef enum:
     GATE_I = 0
@@ -74,15 +76,6 @@ cdef enum:
 
 # Largest magnitude any stored value may reach; squares of it stay finite.
 cdef double LIMIT = 1e150
-
-
-cdef inline double _sigmoid(double z) noexcept nogil:
-    """Logistic function without overflow for large |z|."""
-    cdef double e
-    if z >= 0:
-        return 1.0 / (1.0 + exp(-z))
-    e = exp(z)
-    return e / (1.0 + e)
 
 
 cdef inline double _rate(double count, double decay) noexcept nogil:
@@ -279,7 +272,7 @@ cdef class ColumnarKernel:
                         pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
                     for k in range(first, self.st_ptr[i + 1]):
                         pre = pre + self.SP[k, z] * self.hn[k - first]
-                    a[z] = tanh(pre) if z == GATE_G else _sigmoid(pre)
+                    a[z] = tanh(pre) if z == GATE_G else sigmoid(pre)
                     self.gates[i, z] = a[z]
                 self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
                 self.h_new[i] = a[GATE_O] * tanh(self.c_new[i])

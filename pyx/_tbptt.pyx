@@ -9,15 +9,9 @@ input, forget, output, candidate; per row the m input weights, the H recurrent w
 bias. Cost per step: 4H(m + H + 1) multiply-adds forward, about twice that per truncation step
 backward.
 """
-from libc.math cimport exp, sqrt, tanh
+from libc.math cimport sqrt, tanh
 
-
-cdef inline double _sigmoid(double z) noexcept nogil:
-    cdef double e
-    if z >= 0:
-        return 1.0 / (1.0 + exp(-z))
-    e = exp(z)
-    return e / (1.0 + e)
+from _math cimport sigmoid
 
 
 cdef class TruncatedLSTM:
@@ -64,7 +58,7 @@ cdef class TruncatedLSTM:
                         pre = pre + self.W[z, u, j] * x[j]
                     for j in range(H):
                         pre = pre + self.W[z, u, m + j] * self.hs[prev, j]
-                    self.acts[s, z, u] = tanh(pre) if z == 3 else _sigmoid(pre)
+                    self.acts[s, z, u] = tanh(pre) if z == 3 else sigmoid(pre)
                 self.cs[s, u] = self.acts[s, 1, u] * self.cs[prev, u] + self.acts[s, 0, u] * self.acts[s, 3, u]
             value = self.scal[0]
             for u in range(H):
