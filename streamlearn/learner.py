@@ -100,10 +100,8 @@ class ColumnarLearner:
         result = net.kernel.commit(y, learn)
         self._net, self._cache = net, None
         self._steps += 1
-        config = net.config
-        n_stages = config.n_columns // config.per_stage
-        if n_stages > 1 and self._steps % self.steps_per_stage == 0 \
-                and self._steps // self.steps_per_stage < n_stages:
+        if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
+                and self._steps // self.steps_per_stage < net.config.n_stages:
             net.set_stage(self._steps // self.steps_per_stage)
         return y_pred, result
 
@@ -143,8 +141,7 @@ class ColumnarLearner:
     @property
     def stage(self) -> int:
         """Index of the stage that is learning now."""
-        return min(self._steps // self.steps_per_stage,
-                   self._net.config.n_columns // self._net.config.per_stage - 1)
+        return min(self._steps // self.steps_per_stage, self._net.config.n_stages - 1)
 
     # ---- state ------------------------------------------------------------------------------
 

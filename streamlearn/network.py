@@ -56,6 +56,10 @@ class NetworkConfig:
         return self.columns_per_stage or self.n_columns
 
     @property
+    def n_stages(self) -> int:
+        return self.n_columns // self.per_stage
+
+    @property
     def aux(self) -> bool:
         return self.rule != "regression"
 
