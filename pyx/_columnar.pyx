@@ -76,6 +76,9 @@ cdef enum:
 
 # Largest magnitude any stored value may reach; squares of it stay finite.
 cdef double LIMIT = 1e150
+# Commits between exact rescans of the per-column maxima (in between, each commit's bounds
+# stand in for them: they are upper bounds, so the overflow check stays safe).
+cdef Py_ssize_t REFRESH_EVERY = 64
 
 
 cdef inline double _rate(double count, double decay) noexcept nogil:
@@ -101,7 +104,7 @@ cdef struct Step:
     double delta, w, h, head_alpha, decay_e
     bint learn
     int rule
-    # running maxima of |TH|, |TC|, |p|, |AUX| over the column's entries
+    # running maxima of |TH|, |TC|, |p|, |AUX| (exact rescans, _refresh_maxima)
     double mth, mtc, mp, maux
 
 
@@ -122,8 +125,11 @@ cdef class ColumnarKernel:
     # scratch of the pending forward step
     cdef double[::1] xn, new_mean, new_var, hn
     cdef double[:, ::1] gates      # (n, 4) activations
-    cdef double[::1] h_new, c_new
-    cdef double[:, ::1] maxima     # (n, 4): max |TH|, |TC|, |P|, |AUX| per column
+    cdef double[::1] h_new, c_new, tanh_c
+    cdef double[:, ::1] maxima     # (n, 4): bounds on |TH|, |TC|, |P|, |AUX| per column
+    cdef double[:, ::1] bounds     # (n, 4): the same after the pending commit
+    cdef double[::1] dv            # direct inputs of a column's own parameters
+    cdef Py_ssize_t commits
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
     cdef bint pending, aux
@@ -195,7 +201,11 @@ cdef class ColumnarKernel:
         self.gates = np.zeros((self.n, 4))
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
+        self.tanh_c = np.zeros(self.n)
         self.maxima = np.zeros((self.n, N_MAXIMA))
+        self.bounds = np.zeros((self.n, N_MAXIMA))
+        self.dv = np.ones(self.m + 2)
+        self.commits = 0
         self._refresh_maxima()
         self.pending = False
 
@@ -260,6 +270,7 @@ cdef class ColumnarKernel:
                 if self.mode[i] == INACTIVE:
                     self.h_new[i] = 0.0
                     self.c_new[i] = 0.0
+                    self.tanh_c[i] = 0.0
                     self.hn[i] = 0.0
                     continue
                 hp = self.h[i]
@@ -275,7 +286,8 @@ cdef class ColumnarKernel:
                     a[z] = tanh(pre) if z == GATE_G else sigmoid(pre)
                     self.gates[i, z] = a[z]
                 self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
-                self.h_new[i] = a[GATE_O] * tanh(self.c_new[i])
+                self.tanh_c[i] = tanh(self.c_new[i])
+                self.h_new[i] = a[GATE_O] * self.tanh_c[i]
                 if self.normalize:
                     self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
                         / _std(self.hs_var[i], self.var_floor)
@@ -309,6 +321,10 @@ cdef class ColumnarKernel:
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
     def commit(self, double y, bint learn):
+        """Make the pending forward step the new state (see :meth:`_commit`)."""
+        return self._commit(y, learn, False)
+
+    cdef _commit(self, double y, bint learn, bint exact):
         """Make the pending forward step the new state: update traces for every learning
         parameter and, if ``learn``, take one learning step with ``y``: the target of the
         prediction (regression and meta rules, on 1/2 (y - y_hat)^2 in normalised units) or
@@ -375,10 +391,21 @@ cdef class ColumnarKernel:
                 if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
                         and fabs(self.w[i]) + head_step < LIMIT):
                     ok = False
+                self.bounds[i, M_TH] = thb
+                self.bounds[i, M_TC] = tcb
+                self.bounds[i, M_P] = pb
+                self.bounds[i, M_AUX] = auxb
             if ok:
+                for k in range(m):
+                    self.dv[k] = self.xn[k]
                 for i in range(n):
                     if self.mode[i] == LEARNING:
                         self._column_update(i, delta, learn, Kc, Kh)
+                        for k in range(N_MAXIMA):  # the bounds are the new maxima
+                            self.maxima[i, k] = self.bounds[i, k]
+                self.commits += 1
+                if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
+                    self._refresh_maxima()
                 if learn:
                     self._head_update(delta)
                 if td:
@@ -406,6 +433,10 @@ cdef class ColumnarKernel:
                     self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
                     self.scalars[S_Y_COUNT] += 1.0
         if not ok:
+            if not exact:  # the propagated bounds may be loose: retry with exact maxima
+                with nogil:
+                    self._refresh_maxima()
+                return self._commit(y, learn, True)
             raise FloatingPointError(
                 "this step would push traces or parameters beyond 1e150 (diverging); the state "
                 "was left unchanged: lower step_size or use normalize=True")
@@ -421,7 +452,7 @@ cdef class ColumnarKernel:
         cdef double go = self.gates[i, GATE_O], gg = self.gates[i, GATE_G]
         cdef double Di = gi * (1.0 - gi), Df = gf * (1.0 - gf)
         cdef double Do = go * (1.0 - go), Dg = 1.0 - gg * gg
-        cdef double cp = self.c[i], T = tanh(self.c_new[i])
+        cdef double cp = self.c[i], T = self.tanh_c[i]
         Kc[GATE_I] = gg * Di
         Kc[GATE_F] = cp * Df
         Kc[GATE_O] = 0.0
@@ -438,8 +469,9 @@ cdef class ColumnarKernel:
     cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn,
                                     double* Kc, double* Kh) noexcept nogil:
         """Traces of column i's parameters (own inputs, lateral weights, stage weights),
-        then, if learning, the step on each one's gradient estimate."""
-        cdef Py_ssize_t z, k, first = self.st_ptr[i], m = self.m, K = self.m + 2
+        then, if learning, the step on each one's gradient estimate. ``dv`` holds the direct
+        inputs of the own parameters: the m inputs (filled by commit), h_i(t-1), 1."""
+        cdef Py_ssize_t z, k, first = self.st_ptr[i], K = self.m + 2
         cdef double d
         cdef Step s
         self._coefficients(i, Kc, Kh, &s.A, &s.E, &s.B)
@@ -451,63 +483,65 @@ cdef class ColumnarKernel:
         s.decay_e = self.gamma * self.lambda_
         s.learn = learn
         s.rule = self.rule
-        s.mth = 0.0
-        s.mtc = 0.0
-        s.mp = 0.0
-        s.maux = 0.0
+        self.dv[self.m] = self.h[i]
         for z in range(4):
-            for k in range(K):
-                if k < m:
-                    d = self.xn[k]
-                elif k == m:
-                    d = self.h[i]
-                else:
-                    d = 1.0
-                self._entry(&s, &self.P[i, z, k], &self.TH[i, z, k], &self.TC[i, z, k],
-                            &self.V[i, z, k], &self.AUX[i, z, k] if self.aux else NULL,
-                            d, Kc[z], Kh[z])
+            self._run(&s, &self.P[i, z, 0], &self.TH[i, z, 0], &self.TC[i, z, 0],
+                      &self.V[i, z, 0], &self.AUX[i, z, 0] if self.aux else NULL,
+                      &self.dv[0], K, Kc[z], Kh[z])
             for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
-                self._entry(&s, &self.LP[k, z], &self.LTH[k, z], &self.LTC[k, z],
-                            &self.LV[k, z], &self.LAUX[k, z] if self.aux else NULL,
-                            self.h[self.lat_src[k]], Kc[z], Kh[z])
+                d = self.h[self.lat_src[k]]
+                self._run(&s, &self.LP[k, z], &self.LTH[k, z], &self.LTC[k, z],
+                          &self.LV[k, z], &self.LAUX[k, z] if self.aux else NULL,
+                          &d, 1, Kc[z], Kh[z])
             for k in range(first, self.st_ptr[i + 1]):
-                self._entry(&s, &self.SP[k, z], &self.STH[k, z], &self.STC[k, z],
-                            &self.SV[k, z], &self.SAUX[k, z] if self.aux else NULL,
-                            self.hn[k - first], Kc[z], Kh[z])
-        self._store_maxima(i, &s)
+                d = self.hn[k - first]
+                self._run(&s, &self.SP[k, z], &self.STH[k, z], &self.STC[k, z],
+                          &self.SV[k, z], &self.SAUX[k, z] if self.aux else NULL,
+                          &d, 1, Kc[z], Kh[z])
 
-    cdef inline void _entry(self, Step* s, double* p, double* th, double* tc, double* v,
-                            double* aux, double d, double kc, double kh) noexcept nogil:
-        """One parameter: TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d, then the
-        rule's step: regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
-        AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD
-        g = -delta e with e the eligibility, then e' = gamma lambda e + w_i TH'."""
-        cdef double a = th[0], c, g = 0.0, t = 0.0, vv
-        c = s.f * tc[0] + s.A * a + kc * d
-        a = s.B * c + s.E * a + kh * d
-        tc[0] = c
-        th[0] = a
-        if s.rule != RULE_REGRESSION:
-            t = aux[0]
-        if s.learn:
-            if s.rule == RULE_META:
-                g = -s.delta * (s.w * a + s.h * t)
-                t = t + s.head_alpha * (s.delta * a - s.h * (s.w * a + s.h * t))
-            elif s.rule == RULE_TD:
-                g = -s.delta * t
-            else:
-                g = -s.delta * s.w * a
-            if self.optimizer == OPT_SGD:
-                p[0] -= self.step_size * g
-            else:
-                vv = self.beta * v[0] + (1.0 - self.beta) * g * g
-                v[0] = vv
-                p[0] -= self.step_size * g / (sqrt(vv) + self.eps)
-        if s.rule == RULE_TD:
-            t = s.decay_e * t + s.w * a
-        if s.rule != RULE_REGRESSION:
-            aux[0] = t
-        _track(s, a, c, p[0], t)
+    cdef inline void _run(self, Step* s, double* p, double* th, double* tc, double* v,
+                          double* aux, const double* d, Py_ssize_t count, double kc,
+                          double kh) noexcept nogil:
+        """``count`` consecutive parameters of one gate with direct inputs ``d``:
+        TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d, then the rule's step:
+        regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
+        AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD g = -delta e
+        with e the eligibility, then e' = gamma lambda e + w_i TH'. The flags are loop
+        invariants (the compiler unswitches the loop), and nothing else is done per entry."""
+        cdef Py_ssize_t k
+        cdef double f = s.f, A = s.A, E = s.E, B = s.B, delta = s.delta, w = s.w, h = s.h
+        cdef double ha = s.head_alpha, ge = s.decay_e
+        cdef double alpha = self.step_size, beta = self.beta, eps = self.eps
+        cdef double a, c, g, t, vv
+        cdef int rule = s.rule, sgd = self.optimizer == OPT_SGD
+        cdef bint learn = s.learn
+        for k in range(count):
+            a = th[k]
+            c = f * tc[k] + A * a + kc * d[k]
+            a = B * c + E * a + kh * d[k]
+            tc[k] = c
+            th[k] = a
+            t = 0.0
+            if rule != RULE_REGRESSION:
+                t = aux[k]
+            if learn:
+                if rule == RULE_META:
+                    g = -delta * (w * a + h * t)
+                    t = t + ha * (delta * a - h * (w * a + h * t))
+                elif rule == RULE_TD:
+                    g = -delta * t
+                else:
+                    g = -delta * w * a
+                if sgd:
+                    p[k] -= alpha * g
+                else:
+                    vv = beta * v[k] + (1.0 - beta) * g * g
+                    v[k] = vv
+                    p[k] -= alpha * g / (sqrt(vv) + eps)
+            if rule == RULE_TD:
+                t = ge * t + w * a
+            if rule != RULE_REGRESSION:
+                aux[k] = t
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times
