@@ -20,7 +20,7 @@ MODULES = ["_columnar", "_features", "_tbptt"]
 setup(
     ext_modules=cythonize(
         [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"],
-                   extra_compile_args=["-O3"]) for name in MODULES],
+                   extra_compile_args=["-O3", "-fno-math-errno"]) for name in MODULES],
         compiler_directives=DIRECTIVES,
         include_path=["pyx"],
     ),

@@ -115,6 +115,102 @@ cdef inline void _track(Step* s, double th, double tc, double p, double aux) noe
     s.maux = _max(s.maux, fabs(aux))
 
 
+cdef inline void _traces(Step* s, double* th, double* tc, const double* d, Py_ssize_t count,
+                         double kc, double kh) noexcept nogil:
+    """RTRL traces only (a step without learning)."""
+    cdef Py_ssize_t k
+    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c
+    for k in range(count):
+        a = th[k]
+        c = f * tc[k] + A * a + kc * d[k]
+        tc[k] = c
+        th[k] = B * c + E * a + kh * d[k]
+
+
+cdef inline void _regression_sgd(Step* s, double* p, double* th, double* tc, const double* d,
+                                 Py_ssize_t count, double kc, double kh,
+                                 double alpha) noexcept nogil:
+    """Traces, then p += alpha delta w_i TH'."""
+    cdef Py_ssize_t k
+    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, scale = alpha * s.delta * s.w
+    for k in range(count):
+        a = th[k]
+        c = f * tc[k] + A * a + kc * d[k]
+        a = B * c + E * a + kh * d[k]
+        tc[k] = c
+        th[k] = a
+        p[k] += scale * a
+
+
+cdef inline void _regression_rms(Step* s, double* p, double* th, double* tc, double* v,
+                                 const double* d, Py_ssize_t count, double kc, double kh,
+                                 double alpha, double beta, double eps) noexcept nogil:
+    """Traces, then the RMSProp step on g = -delta w_i TH'."""
+    cdef Py_ssize_t k
+    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, dw = -s.delta * s.w
+    for k in range(count):
+        a = th[k]
+        c = f * tc[k] + A * a + kc * d[k]
+        a = B * c + E * a + kh * d[k]
+        tc[k] = c
+        th[k] = a
+        g = dw * a
+        vv = beta * v[k] + (1.0 - beta) * g * g
+        v[k] = vv
+        p[k] -= alpha * g / (sqrt(vv) + eps)
+
+
+cdef inline void _td(Step* s, double* p, double* th, double* tc, double* v, double* e,
+                     const double* d, Py_ssize_t count, double kc, double kh, double alpha,
+                     double beta, double eps, bint sgd) noexcept nogil:
+    """Traces; if learning the step on g = -delta e; then e' = gamma lambda e + w_i TH'."""
+    cdef Py_ssize_t k
+    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, t
+    cdef double delta = s.delta if s.learn else 0.0, w = s.w, ge = s.decay_e
+    for k in range(count):
+        a = th[k]
+        c = f * tc[k] + A * a + kc * d[k]
+        a = B * c + E * a + kh * d[k]
+        tc[k] = c
+        th[k] = a
+        t = e[k]
+        g = -delta * t
+        if sgd:
+            p[k] -= alpha * g
+        elif s.learn:
+            vv = beta * v[k] + (1.0 - beta) * g * g
+            v[k] = vv
+            p[k] -= alpha * g / (sqrt(vv) + eps)
+        e[k] = ge * t + w * a
+
+
+cdef inline void _meta(Step* s, double* p, double* th, double* tc, double* v, double* tw,
+                       const double* d, Py_ssize_t count, double kc, double kh, double alpha,
+                       double beta, double eps, bint sgd) noexcept nogil:
+    """Traces; if learning the step on g = -delta (w_i TH' + h_i TW) and the LMS-trace
+    update TW' = TW + a delta TH' - a h_i (w_i TH' + h_i TW)."""
+    cdef Py_ssize_t k
+    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, t, y
+    cdef double delta = s.delta, w = s.w, h = s.h, ha = s.head_alpha
+    for k in range(count):
+        a = th[k]
+        c = f * tc[k] + A * a + kc * d[k]
+        a = B * c + E * a + kh * d[k]
+        tc[k] = c
+        th[k] = a
+        if s.learn:
+            t = tw[k]
+            y = w * a + h * t
+            g = -delta * y
+            tw[k] = t + ha * (delta * a - h * y)
+            if sgd:
+                p[k] -= alpha * g
+            else:
+                vv = beta * v[k] + (1.0 - beta) * g * g
+                v[k] = vv
+                p[k] -= alpha * g / (sqrt(vv) + eps)
+
+
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
@@ -506,42 +602,23 @@ cdef class ColumnarKernel:
         TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d, then the rule's step:
         regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
         AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD g = -delta e
-        with e the eligibility, then e' = gamma lambda e + w_i TH'. The flags are loop
-        invariants (the compiler unswitches the loop), and nothing else is done per entry."""
-        cdef Py_ssize_t k
-        cdef double f = s.f, A = s.A, E = s.E, B = s.B, delta = s.delta, w = s.w, h = s.h
-        cdef double ha = s.head_alpha, ge = s.decay_e
-        cdef double alpha = self.step_size, beta = self.beta, eps = self.eps
-        cdef double a, c, g, t, vv
-        cdef int rule = s.rule, sgd = self.optimizer == OPT_SGD
-        cdef bint learn = s.learn
-        for k in range(count):
-            a = th[k]
-            c = f * tc[k] + A * a + kc * d[k]
-            a = B * c + E * a + kh * d[k]
-            tc[k] = c
-            th[k] = a
-            t = 0.0
-            if rule != RULE_REGRESSION:
-                t = aux[k]
-            if learn:
-                if rule == RULE_META:
-                    g = -delta * (w * a + h * t)
-                    t = t + ha * (delta * a - h * (w * a + h * t))
-                elif rule == RULE_TD:
-                    g = -delta * t
-                else:
-                    g = -delta * w * a
-                if sgd:
-                    p[k] -= alpha * g
-                else:
-                    vv = beta * v[k] + (1.0 - beta) * g * g
-                    v[k] = vv
-                    p[k] -= alpha * g / (sqrt(vv) + eps)
-            if rule == RULE_TD:
-                t = ge * t + w * a
-            if rule != RULE_REGRESSION:
-                aux[k] = t
+        with e the eligibility, then e' = gamma lambda e + w_i TH'. One branch-free loop per
+        case, so that the compiler can vectorise it."""
+        cdef bint sgd = self.optimizer == OPT_SGD
+        if s.rule == RULE_REGRESSION:
+            if not s.learn:
+                _traces(s, th, tc, d, count, kc, kh)
+            elif sgd:
+                _regression_sgd(s, p, th, tc, d, count, kc, kh, self.step_size)
+            else:
+                _regression_rms(s, p, th, tc, v, d, count, kc, kh, self.step_size, self.beta,
+                                self.eps)
+        elif s.rule == RULE_TD:
+            _td(s, p, th, tc, v, aux, d, count, kc, kh, self.step_size, self.beta, self.eps,
+                sgd)
+        else:
+            _meta(s, p, th, tc, v, aux, d, count, kc, kh, self.step_size, self.beta, self.eps,
+                  sgd)
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times
