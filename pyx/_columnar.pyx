@@ -211,6 +211,27 @@ cdef inline void _meta(Step* s, double* p, double* th, double* tc, double* v, do
                 p[k] -= alpha * g / (sqrt(vv) + eps)
 
 
+cdef enum:
+    STATUS_OK = 0
+    STATUS_ERROR = 1
+    STATUS_DIVERGING = 2
+    STATUS_FORWARD = 3
+
+
+def _raise_for(int status, double delta):
+    if status == STATUS_ERROR:
+        raise FloatingPointError(
+            f"the error {delta!r} is not finite or too large; the state was left unchanged")
+    if status == STATUS_DIVERGING:
+        raise FloatingPointError(
+            "this step would push traces or parameters beyond 1e150 (diverging); the state "
+            "was left unchanged: lower step_size or use normalize=True")
+    if status == STATUS_FORWARD:
+        raise FloatingPointError(
+            "the forward step produced a non-finite or overflowing value; the state was "
+            "left unchanged (inputs too large? consider normalize=True)")
+
+
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
@@ -344,71 +365,77 @@ cdef class ColumnarKernel:
 
     def forward(self, const double[::1] x):
         """Advance the states with x into scratch; return the prediction. Changes no state."""
-        cdef Py_ssize_t i, j, z, k, first
-        cdef Py_ssize_t n = self.n, m = self.m
-        cdef double r, d, pre, hp, y_mean, y_sd, acc
-        cdef double[4] a
-        cdef bint ok = True
-        if x.shape[0] != m:
-            raise ValueError(f"expected {m} inputs, got {x.shape[0]}")
+        cdef bint ok
+        if x.shape[0] != self.m:
+            raise ValueError(f"expected {self.m} inputs, got {x.shape[0]}")
         self.pending = False
         with nogil:
-            for j in range(m):
-                if self.normalize:
-                    r = _rate(self.x_count[j], self.decay)
-                    d = x[j] - self.x_mean[j]
-                    self.new_mean[j] = self.x_mean[j] + r * d
-                    self.new_var[j] = (1.0 - r) * (self.x_var[j] + r * d * d)
-                    self.xn[j] = (x[j] - self.new_mean[j]) / _std(self.new_var[j], self.var_floor)
-                else:
-                    self.xn[j] = x[j]
-            for i in range(n):  # in order: a stage reads the new states of earlier stages
-                if self.mode[i] == INACTIVE:
-                    self.h_new[i] = 0.0
-                    self.c_new[i] = 0.0
-                    self.tanh_c[i] = 0.0
-                    self.hn[i] = 0.0
-                    continue
-                hp = self.h[i]
-                first = self.st_ptr[i]
-                for z in range(4):
-                    pre = self.P[i, z, m] * hp + self.P[i, z, m + 1]
-                    for j in range(m):
-                        pre = pre + self.P[i, z, j] * self.xn[j]
-                    for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
-                        pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
-                    for k in range(first, self.st_ptr[i + 1]):
-                        pre = pre + self.SP[k, z] * self.hn[k - first]
-                    a[z] = tanh(pre) if z == GATE_G else sigmoid(pre)
-                    self.gates[i, z] = a[z]
-                self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
-                self.tanh_c[i] = tanh(self.c_new[i])
-                self.h_new[i] = a[GATE_O] * self.tanh_c[i]
-                if self.normalize:
-                    self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
-                        / _std(self.hs_var[i], self.var_floor)
-                else:
-                    self.hn[i] = self.h_new[i]
-                if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
-                    ok = False
-            acc = self.scalars[S_BIAS]
-            for i in range(n):
-                acc = acc + self.w[i] * self.h_new[i]
-            self.y_hat_n = acc
-            if self.normalize_target:
-                y_mean = self.scalars[S_Y_MEAN]
-                y_sd = self._y_scale()
-                self.y_hat = y_mean + y_sd * acc
-            else:
-                self.y_hat = acc
-            if not isfinite(self.y_hat):
-                ok = False
+            ok = self._forward_core(&x[0] if self.m else NULL)
         if not ok:
             raise FloatingPointError(
                 "the forward step produced a non-finite or overflowing value; the state was "
                 "left unchanged (inputs too large? consider normalize=True)")
         self.pending = True
         return self.y_hat
+
+    cdef bint _forward_core(self, const double* x) noexcept nogil:
+        """The forward step into scratch; False if a value is non-finite or overflows."""
+        cdef Py_ssize_t i, j, z, k, first
+        cdef Py_ssize_t n = self.n, m = self.m
+        cdef double r, d, pre, hp, y_mean, y_sd, acc
+        cdef double[4] a
+        cdef bint ok = True
+        for j in range(m):
+            if self.normalize:
+                r = _rate(self.x_count[j], self.decay)
+                d = x[j] - self.x_mean[j]
+                self.new_mean[j] = self.x_mean[j] + r * d
+                self.new_var[j] = (1.0 - r) * (self.x_var[j] + r * d * d)
+                self.xn[j] = (x[j] - self.new_mean[j]) / _std(self.new_var[j], self.var_floor)
+            else:
+                self.xn[j] = x[j]
+        for i in range(n):  # in order: a stage reads the new states of earlier stages
+            if self.mode[i] == INACTIVE:
+                self.h_new[i] = 0.0
+                self.c_new[i] = 0.0
+                self.tanh_c[i] = 0.0
+                self.hn[i] = 0.0
+                continue
+            hp = self.h[i]
+            first = self.st_ptr[i]
+            for z in range(4):
+                pre = self.P[i, z, m] * hp + self.P[i, z, m + 1]
+                for j in range(m):
+                    pre = pre + self.P[i, z, j] * self.xn[j]
+                for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
+                    pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
+                for k in range(first, self.st_ptr[i + 1]):
+                    pre = pre + self.SP[k, z] * self.hn[k - first]
+                a[z] = tanh(pre) if z == GATE_G else sigmoid(pre)
+                self.gates[i, z] = a[z]
+            self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
+            self.tanh_c[i] = tanh(self.c_new[i])
+            self.h_new[i] = a[GATE_O] * self.tanh_c[i]
+            if self.normalize:
+                self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
+                    / _std(self.hs_var[i], self.var_floor)
+            else:
+                self.hn[i] = self.h_new[i]
+            if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
+                ok = False
+        acc = self.scalars[S_BIAS]
+        for i in range(n):
+            acc = acc + self.w[i] * self.h_new[i]
+        self.y_hat_n = acc
+        if self.normalize_target:
+            y_mean = self.scalars[S_Y_MEAN]
+            y_sd = self._y_scale()
+            self.y_hat = y_mean + y_sd * acc
+        else:
+            self.y_hat = acc
+        if not isfinite(self.y_hat):
+            ok = False
+        return ok
 
     cdef inline double _y_scale(self) noexcept nogil:
         """Target standard deviation; 1 until two targets have been seen."""
@@ -417,24 +444,60 @@ cdef class ColumnarKernel:
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
     def commit(self, double y, bint learn):
-        """Make the pending forward step the new state (see :meth:`_commit`)."""
-        return self._commit(y, learn, False)
-
-    cdef _commit(self, double y, bint learn, bint exact):
         """Make the pending forward step the new state: update traces for every learning
         parameter and, if ``learn``, take one learning step with ``y``: the target of the
         prediction (regression and meta rules, on 1/2 (y - y_hat)^2 in normalised units) or
         the cumulant observed with this step's input (TD rule:
-        delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step)."""
-        cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
-        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0, head_step = 0.0
-        cdef double ha = self.head_step_size, gl = self.gamma * self.lambda_
-        cdef double[4] Kc
-        cdef double[4] Kh
-        cdef bint ok = True, td = self.rule == RULE_TD
+        delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step).
+        Returns the error delta (0 when nothing was learned)."""
+        cdef double delta = 0.0
+        cdef int status
         if not self.pending:
             raise RuntimeError("commit() needs a forward() first")
+        with nogil:
+            status = self._commit_core(y, learn, &delta)
+        _raise_for(status, delta)
+        self.pending = False
+        return delta
+
+    def run_rows(self, const double[:, ::1] X, const double[::1] y, bint learn,
+                 double[::1] out):
+        """Steps for consecutive rows of X (forward, then commit with y[r]) in one call,
+        writing each row's prediction to out. Returns the number of rows applied; on an
+        error, the rows before it stay applied and the error is raised with that count."""
+        cdef Py_ssize_t r, rows = X.shape[0]
+        cdef double delta = 0.0
+        cdef int status = 0
+        if X.shape[1] != self.m or y.shape[0] != rows or out.shape[0] != rows:
+            raise ValueError("X must be (rows, m) with y and out of length rows")
+        self.pending = False
+        with nogil:
+            for r in range(rows):
+                if not self._forward_core(&X[r, 0] if self.m else NULL):
+                    status = STATUS_FORWARD
+                    break
+                out[r] = self.y_hat
+                status = self._commit_core(y[r], learn, &delta)
+                if status:
+                    break
+        if status:
+            try:
+                _raise_for(status, delta)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"row {r}: {exc} ({r} earlier rows were applied)") \
+                    from None
+        return rows
+
+    cdef int _commit_core(self, double y, bint learn, double* delta_out) noexcept nogil:
+        """The commit step; returns STATUS_OK, STATUS_ERROR (delta not finite or too large)
+        or STATUS_DIVERGING (a bound exceeds LIMIT even with exact maxima), having changed
+        nothing in the last two cases."""
+        cdef Py_ssize_t i, k, n = self.n, m = self.m
+        cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
+        cdef double head_step = 0.0, ha = self.head_step_size, gl = self.gamma * self.lambda_
+        cdef double[4] Kc
+        cdef double[4] Kh
+        cdef bint td = self.rule == RULE_TD
         if td:
             if learn and self.scalars[S_HAS_PREV] != 0.0:
                 delta = y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
@@ -446,9 +509,9 @@ cdef class ColumnarKernel:
                 delta = (y - self.scalars[S_Y_MEAN]) / y_sd - self.y_hat_n
             else:
                 delta = y - self.y_hat_n
+        delta_out[0] = delta
         if not (isfinite(delta) and fabs(delta) < LIMIT):
-            raise FloatingPointError(
-                f"the error {delta!r} is not finite or too large; the state was left unchanged")
+            return STATUS_ERROR
         if learn:
             # |step| <= alpha |g| for SGD; RMSProp's v >= (1 - beta) g^2 caps it at alpha/sqrt(1-beta)
             if self.rule == RULE_META:
@@ -457,87 +520,91 @@ cdef class ColumnarKernel:
                 head_step = alpha * fabs(delta) * (1.0 / (1.0 - gl) if td else 1.0)
             else:
                 head_step = alpha / sqrt(1.0 - self.beta)
-        with nogil:
-            # ---- bound everything the in-place loop can write, before any write ----
+        if not self._bounds_ok(delta, head_step):
+            self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
+            if not self._bounds_ok(delta, head_step):
+                return STATUS_DIVERGING
+        for k in range(m):
+            self.dv[k] = self.xn[k]
+        for i in range(n):
+            if self.mode[i] == LEARNING:
+                self._column_update(i, delta, learn, Kc, Kh)
+                for k in range(N_MAXIMA):  # the bounds are the new maxima
+                    self.maxima[i, k] = self.bounds[i, k]
+        self.commits += 1
+        if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
+            self._refresh_maxima()
+        if learn:
+            self._head_update(delta)
+        if td:
+            self._head_eligibility()
+            self.scalars[S_V_PREV] = self.y_hat
+            self.scalars[S_HAS_PREV] = 1.0
+        for i in range(n):
+            self.h[i] = self.h_new[i]
+            self.c[i] = self.c_new[i]
+        if self.normalize:
             for k in range(m):
-                xmax = _max(xmax, fabs(self.xn[k]))
-            for k in range(n):
-                xmax = _max(xmax, fabs(self.hn[k]))
-            for i in range(n):
-                if self.mode[i] != LEARNING:
-                    continue
-                self._coefficients(i, Kc, Kh, &A, &E, &B)
-                dmax = _max(xmax, fabs(self.h[i]))
-                tcb = self.gates[i, GATE_F] * self.maxima[i, M_TC] + fabs(A) * self.maxima[i, M_TH] \
-                    + _max(_max(fabs(Kc[GATE_I]), fabs(Kc[GATE_F])), fabs(Kc[GATE_G])) * dmax
-                thb = fabs(B) * tcb + fabs(E) * self.maxima[i, M_TH] + fabs(Kh[GATE_O]) * dmax
-                if self.rule == RULE_META:
-                    # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
-                    auxb = self.maxima[i, M_AUX] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
-                    gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_AUX])
-                elif td:
-                    auxb = gl * self.maxima[i, M_AUX] + fabs(self.w[i]) * thb
-                    gb = fabs(delta) * self.maxima[i, M_AUX]
-                else:
-                    gb = fabs(delta * self.w[i]) * thb
-                if self.optimizer == OPT_SGD:
-                    pb = self.maxima[i, M_P] + alpha * gb
-                else:
-                    pb = self.maxima[i, M_P] + alpha / sqrt(1.0 - self.beta)
-                if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
-                        and fabs(self.w[i]) + head_step < LIMIT):
-                    ok = False
-                self.bounds[i, M_TH] = thb
-                self.bounds[i, M_TC] = tcb
-                self.bounds[i, M_P] = pb
-                self.bounds[i, M_AUX] = auxb
-            if ok:
-                for k in range(m):
-                    self.dv[k] = self.xn[k]
-                for i in range(n):
-                    if self.mode[i] == LEARNING:
-                        self._column_update(i, delta, learn, Kc, Kh)
-                        for k in range(N_MAXIMA):  # the bounds are the new maxima
-                            self.maxima[i, k] = self.bounds[i, k]
-                self.commits += 1
-                if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
-                    self._refresh_maxima()
-                if learn:
-                    self._head_update(delta)
-                if td:
-                    self._head_eligibility()
-                    self.scalars[S_V_PREV] = self.y_hat
-                    self.scalars[S_HAS_PREV] = 1.0
-                for i in range(n):
-                    self.h[i] = self.h_new[i]
-                    self.c[i] = self.c_new[i]
-                if self.normalize:
-                    for k in range(m):
-                        self.x_mean[k] = self.new_mean[k]
-                        self.x_var[k] = self.new_var[k]
-                        self.x_count[k] += 1.0
-                    for i in range(n):  # statistics of frozen columns are frozen too
-                        if self.mode[i] == LEARNING:
-                            r = 1.0 - self.decay
-                            d = self.h_new[i] - self.hs_mean[i]
-                            self.hs_mean[i] += r * d
-                            self.hs_var[i] = (1.0 - r) * (self.hs_var[i] + r * d * d)
-                if self.normalize_target and learn:
-                    r = _rate(self.scalars[S_Y_COUNT], self.decay)
-                    d = y - self.scalars[S_Y_MEAN]
-                    self.scalars[S_Y_MEAN] += r * d
-                    self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
-                    self.scalars[S_Y_COUNT] += 1.0
-        if not ok:
-            if not exact:  # the propagated bounds may be loose: retry with exact maxima
-                with nogil:
-                    self._refresh_maxima()
-                return self._commit(y, learn, True)
-            raise FloatingPointError(
-                "this step would push traces or parameters beyond 1e150 (diverging); the state "
-                "was left unchanged: lower step_size or use normalize=True")
-        self.pending = False
-        return delta
+                self.x_mean[k] = self.new_mean[k]
+                self.x_var[k] = self.new_var[k]
+                self.x_count[k] += 1.0
+            for i in range(n):  # statistics of frozen columns are frozen too
+                if self.mode[i] == LEARNING:
+                    r = 1.0 - self.decay
+                    d = self.h_new[i] - self.hs_mean[i]
+                    self.hs_mean[i] += r * d
+                    self.hs_var[i] = (1.0 - r) * (self.hs_var[i] + r * d * d)
+        if self.normalize_target and learn:
+            r = _rate(self.scalars[S_Y_COUNT], self.decay)
+            d = y - self.scalars[S_Y_MEAN]
+            self.scalars[S_Y_MEAN] += r * d
+            self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
+            self.scalars[S_Y_COUNT] += 1.0
+        return STATUS_OK
+
+    cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
+        """Bound, per learning column, everything the in-place update can write (into
+        ``bounds``); False if any bound reaches LIMIT."""
+        cdef Py_ssize_t i, k, n = self.n, m = self.m
+        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0
+        cdef double alpha = self.step_size, ha = self.head_step_size
+        cdef double gl = self.gamma * self.lambda_
+        cdef double[4] Kc
+        cdef double[4] Kh
+        cdef bint ok = True
+        for k in range(m):
+            xmax = _max(xmax, fabs(self.xn[k]))
+        for k in range(n):
+            xmax = _max(xmax, fabs(self.hn[k]))
+        for i in range(n):
+            if self.mode[i] != LEARNING:
+                continue
+            self._coefficients(i, Kc, Kh, &A, &E, &B)
+            dmax = _max(xmax, fabs(self.h[i]))
+            tcb = self.gates[i, GATE_F] * self.maxima[i, M_TC] + fabs(A) * self.maxima[i, M_TH] \
+                + _max(_max(fabs(Kc[GATE_I]), fabs(Kc[GATE_F])), fabs(Kc[GATE_G])) * dmax
+            thb = fabs(B) * tcb + fabs(E) * self.maxima[i, M_TH] + fabs(Kh[GATE_O]) * dmax
+            if self.rule == RULE_META:
+                # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
+                auxb = self.maxima[i, M_AUX] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
+                gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_AUX])
+            elif self.rule == RULE_TD:
+                auxb = gl * self.maxima[i, M_AUX] + fabs(self.w[i]) * thb
+                gb = fabs(delta) * self.maxima[i, M_AUX]
+            else:
+                gb = fabs(delta * self.w[i]) * thb
+            if self.optimizer == OPT_SGD:
+                pb = self.maxima[i, M_P] + alpha * gb
+            else:
+                pb = self.maxima[i, M_P] + alpha / sqrt(1.0 - self.beta)
+            if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
+                    and fabs(self.w[i]) + head_step < LIMIT):
+                ok = False
+            self.bounds[i, M_TH] = thb
+            self.bounds[i, M_TC] = tcb
+            self.bounds[i, M_P] = pb
+            self.bounds[i, M_AUX] = auxb
+        return ok
 
     cdef inline void _coefficients(self, Py_ssize_t i, double* Kc, double* Kh,
                                    double* A, double* E, double* B) noexcept nogil:
