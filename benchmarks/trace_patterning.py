@@ -13,8 +13,6 @@ the run length divided by the number of stages.
 """
 
 import argparse
-import collections
-import itertools
 import json
 import multiprocessing
 import time
@@ -55,23 +53,23 @@ def cost(model) -> int:
 def run(job: tuple) -> dict:
     method, seed, steps, window, every = job
     model = make(method, steps, seed)
-    errors = collections.deque(maxlen=window)
-    total, curve = 0.0, []
+    stream = TracePatterning(seed=seed, n=steps)
+    squared = np.empty(steps)
     start = time.perf_counter()
-    for t, (x, cumulant, ret) in enumerate(itertools.islice(TracePatterning(seed=seed), steps), 1):
-        if method == "tbptt":
-            value = model.learn_one(x, cumulant)
-        else:
-            value = model.predict_one(x)
-            model.learn_one(x, cumulant)
-        e = (value - ret) ** 2
-        if len(errors) == window:
-            total -= errors[0]
-        errors.append(e)
-        total += e
-        if t % every == 0:
-            curve.append((t, total / len(errors)))
+    t = 0
+    if method == "tbptt":  # per step in Python: the baseline has no chunk API
+        for x, cumulant, ret in stream:
+            squared[t] = (model.learn_one(x, cumulant) - ret) ** 2
+            t += 1
+    else:  # learn_many: the values each row was scored on, V(S_t) before learning from it
+        for X, cumulants, returns in stream.chunks(every):
+            values = model.learn_many(X, cumulants, feature_names=stream.feature_names)
+            squared[t:t + len(X)] = (values - returns) ** 2
+            t += len(X)
     elapsed = time.perf_counter() - start
+    cumulative = np.concatenate([[0.0], np.cumsum(squared)])
+    curve = [(t, (cumulative[t] - cumulative[max(0, t - window)]) / min(t, window))
+             for t in range(every, steps + 1, every)]
     return {"method": method, "seed": seed, "curve": curve, "seconds": elapsed,
             "steps_per_second": steps / elapsed, "multiply_adds": cost(model),
             "parameters": model.n_parameters}

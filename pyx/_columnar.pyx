@@ -218,7 +218,8 @@ cdef enum:
     STATUS_FORWARD = 3
 
 
-def _raise_for(int status, double delta):
+def raise_for_status(int status, double delta):
+    """Raise the FloatingPointError that a kernel status code stands for (0: nothing)."""
     if status == STATUS_ERROR:
         raise FloatingPointError(
             f"the error {delta!r} is not finite or too large; the state was left unchanged")
@@ -456,16 +457,16 @@ cdef class ColumnarKernel:
             raise RuntimeError("commit() needs a forward() first")
         with nogil:
             status = self._commit_core(y, learn, &delta)
-        _raise_for(status, delta)
+        raise_for_status(status, delta)
         self.pending = False
         return delta
 
     def run_rows(self, const double[:, ::1] X, const double[::1] y, bint learn,
                  double[::1] out):
         """Steps for consecutive rows of X (forward, then commit with y[r]) in one call,
-        writing each row's prediction to out. Returns the number of rows applied; on an
-        error, the rows before it stay applied and the error is raised with that count."""
-        cdef Py_ssize_t r, rows = X.shape[0]
+        writing each row's prediction to out. Returns (rows applied, status, delta): on an
+        error (status != 0, see :func:`raise_for_status`) the rows before it stay applied."""
+        cdef Py_ssize_t r, applied = 0, rows = X.shape[0]
         cdef double delta = 0.0
         cdef int status = 0
         if X.shape[1] != self.m or y.shape[0] != rows or out.shape[0] != rows:
@@ -480,13 +481,24 @@ cdef class ColumnarKernel:
                 status = self._commit_core(y[r], learn, &delta)
                 if status:
                     break
-        if status:
-            try:
-                _raise_for(status, delta)
-            except FloatingPointError as exc:
-                raise FloatingPointError(f"row {r}: {exc} ({r} earlier rows were applied)") \
-                    from None
-        return rows
+                applied += 1
+        return applied, status, delta
+
+    def predict_rows(self, const double[:, ::1] X, double[::1] out):
+        """The prediction for each row of X from the current state (nothing changes)."""
+        cdef Py_ssize_t r, rows = X.shape[0]
+        cdef bint ok = True
+        if X.shape[1] != self.m or out.shape[0] != rows:
+            raise ValueError("X must be (rows, m) and out of length rows")
+        self.pending = False
+        with nogil:
+            for r in range(rows):
+                ok = self._forward_core(&X[r, 0] if self.m else NULL)
+                if not ok:
+                    break
+                out[r] = self.y_hat
+        if not ok:
+            raise_for_status(STATUS_FORWARD, 0.0)
 
     cdef int _commit_core(self, double y, bint learn, double* delta_out) noexcept nogil:
         """The commit step; returns STATUS_OK, STATUS_ERROR (delta not finite or too large)

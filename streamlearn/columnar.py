@@ -10,7 +10,7 @@ from streamlearn.learner import ColumnarLearner, _number
 __all__ = ["ColumnarRegressor"]
 
 
-class ColumnarRegressor(ColumnarLearner, base.Regressor):
+class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
     """Columnar recurrent network trained online with exact real-time recurrent learning.
 
     ``n_columns`` LSTM cells with one scalar state each read the features; a linear head sums

@@ -88,8 +88,7 @@ class TracePatterning:
     def __iter__(self):
         rng = np.random.default_rng([self.seed, 2])
         patterns, valid = self.patterns, set(self.valid_patterns())
-        names = [f"cs{i}" for i in range(self.N_CS)] + ["us"] + \
-                [f"d{k}" for k in range(1, self.N_DISTRACTORS + 1)]
+        names = self.feature_names
         p_distractor = np.array([1 / (10 * k) for k in range(1, self.N_DISTRACTORS + 1)])
         t = 0
         while self.n is None or t < self.n:
@@ -113,3 +112,25 @@ class TracePatterning:
                     and step < us_step else 0.0
                 yield x, x["us"], ret
                 t += 1
+
+    def chunks(self, size: int):
+        """The same stream as arrays: (X (rows, 12), cumulants, returns) of up to ``size``
+        rows each, with ``feature_names`` the column order; for learn_many."""
+        rows = []
+        for x, cumulant, ret in iter(self):
+            rows.append((list(x.values()), cumulant, ret))
+            if len(rows) == size:
+                yield self._stack(rows)
+                rows = []
+        if rows:
+            yield self._stack(rows)
+
+    @property
+    def feature_names(self) -> list:
+        return [f"cs{i}" for i in range(self.N_CS)] + ["us"] + \
+            [f"d{k}" for k in range(1, self.N_DISTRACTORS + 1)]
+
+    @staticmethod
+    def _stack(rows) -> tuple:
+        X = np.array([r[0] for r in rows])
+        return X, np.array([r[1] for r in rows]), np.array([r[2] for r in rows])

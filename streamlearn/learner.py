@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
+
 from streamlearn import serialization
+from streamlearn._columnar import raise_for_status
 from streamlearn._features import equal, vectorize
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 
@@ -126,6 +129,97 @@ class ColumnarLearner:
         new = list(dict.fromkeys(n for n in names if n not in self._net.index))
         if new:
             self._net, self._cache = self._net.grow(new), None
+
+    # ---- chunks -----------------------------------------------------------------------------
+
+    def _matrix(self, X, feature_names) -> tuple:
+        """(names, float64 matrix) of a chunk: a DataFrame, or a 2-D array and its names."""
+        if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+            names = list(X.columns)
+            data = X.to_numpy()
+        else:
+            if feature_names is None:
+                raise TypeError("a 2-D array needs feature_names (or pass a pandas DataFrame)")
+            names, data = list(feature_names), np.asarray(X)
+        if data.ndim != 2 or data.shape[1] != len(names):
+            raise ValueError(f"X must be 2-D with one column per feature name; got shape "
+                             f"{data.shape} for {len(names)} names")
+        if len(set(names)) != len(names):
+            raise ValueError("feature names of a chunk must be unique")
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"X must hold numbers, got dtype {data.dtype}")
+        data = data.astype(np.float64)
+        if not np.all(np.isfinite(data)):
+            raise ValueError("X holds NaN or infinite values (absent features: leave the column "
+                             "out, it reads as 0)")
+        return names, data
+
+    def _dense(self, net, names, data) -> np.ndarray:
+        out = np.zeros((data.shape[0], net.n_inputs))
+        out[:, [net.index[name] for name in names]] = data
+        return out
+
+    def _learn_rows(self, X, y, feature_names, learn: bool) -> np.ndarray:
+        """Apply consecutive rows as steps; returns the prequential predictions."""
+        names, data = self._matrix(X, feature_names)
+        targets = np.asarray(y, dtype=np.float64).reshape(-1) if learn \
+            else np.zeros(data.shape[0])
+        if targets.shape[0] != data.shape[0]:
+            raise ValueError(f"y has {targets.shape[0]} values for {data.shape[0]} rows")
+        if not np.all(np.isfinite(targets)):
+            raise ValueError("y holds NaN or infinite values")
+        self.add_features(names)
+        net = self._net
+        dense = self._dense(net, names, data)
+        out = np.empty(data.shape[0])
+        start = 0
+        while start < len(dense):  # split at stage boundaries
+            stop = len(dense)
+            if net.config.columns_per_stage:
+                stop = min(stop, start + self.steps_per_stage - self._steps % self.steps_per_stage)
+            self._cache = None
+            applied, status, delta = net.kernel.run_rows(dense[start:stop], targets[start:stop],
+                                                         learn, out[start:stop])
+            self._steps += applied
+            if status:
+                try:
+                    raise_for_status(status, delta)
+                except FloatingPointError as exc:
+                    raise FloatingPointError(f"row {start + applied}: {exc}; the "
+                                             f"{start + applied} rows before it were applied") \
+                        from None
+            if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
+                    and self._steps // self.steps_per_stage < net.config.n_stages:
+                net.set_stage(self._steps // self.steps_per_stage)
+            start = stop
+        return out
+
+    def learn_many(self, X, y, feature_names=None) -> np.ndarray:
+        """``learn_one`` for each row of an ordered chunk of the stream, in one compiled call;
+        returns the prediction each row was scored on (what predict_one gave before it).
+
+        ``X`` is a DataFrame (columns are features) or a 2-D array with ``feature_names``;
+        columns absent from the chunk read as 0. Validated whole before any step; if a step
+        diverges the rows before it stay applied and the error says how many.
+        """
+        return self._learn_rows(X, y, feature_names, True)
+
+    def predict_many(self, X, feature_names=None):
+        """The prediction for each row from the current state, as predict_one would give it
+        (nothing changes). ``X``: a DataFrame, or a 2-D array with ``feature_names``."""
+        names, data = self._matrix(X, feature_names)
+        net = self._net
+        new = [name for name in names if name not in net.index]
+        if new:
+            net = net.grow(list(dict.fromkeys(new)))
+        out = np.empty(data.shape[0])
+        net.kernel.predict_rows(self._dense(net, names, data), out)
+        self._cache = None
+        if hasattr(X, "index"):
+            import pandas as pd
+
+            return pd.Series(out, index=X.index)
+        return out
 
     # ---- introspection ----------------------------------------------------------------------
 
