@@ -88,14 +88,19 @@ def initial_column_parameters(config: NetworkConfig) -> np.ndarray:
 
 def initial_laterals(config: NetworkConfig) -> tuple:
     """Sparse connections: each ordered pair (j -> i), j != i, is present with probability
-    ``lateral_density``, drawn once from the seed; weights U(-s, s). Returns CSR arrays
-    (indptr (n + 1,), indices (nnz,)) by receiving column and the weights (nnz, 4)."""
+    ``lateral_density``, drawn once from the seed (per column: a binomial count of sources,
+    then the sources without replacement, so the cost is O(connections), not O(n^2));
+    weights U(-s, s). Returns CSR arrays (indptr (n + 1,), indices (nnz,)) by receiving
+    column and the weights (nnz, 4)."""
     n, density = config.n_columns, config.lateral_density
     rng = np.random.default_rng([config.seed, 2])
-    mask = rng.random((n, n)) < density
-    np.fill_diagonal(mask, False)
-    indptr = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.intp)
-    indices = np.nonzero(mask)[1].astype(np.intp)
+    counts = rng.binomial(n - 1, density, size=n) if density > 0 else np.zeros(n, np.int64)
+    sources = [np.zeros(0, np.int64)]
+    for i in np.flatnonzero(counts):
+        others = np.sort(rng.choice(n - 1, size=counts[i], replace=False))
+        sources.append(others + (others >= i))  # skip the column itself
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    indices = np.concatenate(sources).astype(np.intp)
     weights = rng.uniform(-config.init_scale, config.init_scale, size=(len(indices), 4))
     return indptr, indices, weights
 
