@@ -14,7 +14,6 @@ regression, in one run (issue 6's measurements; targets in benchmarks/README.md)
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 

@@ -354,16 +354,6 @@ cdef class ColumnarKernel:
         self.maxima[i, M_P] = s.mp
         self.maxima[i, M_AUX] = s.maux
 
-    @property
-    def prediction(self):
-        """Prediction of the pending forward step (target units)."""
-        return self.y_hat if self.pending else None
-
-    def h_pending(self):
-        """Column states of the pending forward step (a copy)."""
-        import numpy as np
-        return np.asarray(self.h_new).copy()
-
     def forward(self, const double[::1] x):
         """Advance the states with x into scratch; return the prediction. Changes no state."""
         cdef bint ok

@@ -6,7 +6,6 @@ Source, pool, store, metrics and clock are arguments, so tests can inject them.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 
@@ -14,7 +13,6 @@ from .events import Invalid, parse
 
 __all__ = ["Service"]
 
-log = logging.getLogger(__name__)
 LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
 
 
