@@ -97,6 +97,18 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
+cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noexcept nogil:
+    """a . b with two independent accumulators (no reassociation by the compiler needed)."""
+    cdef Py_ssize_t j
+    cdef double s0 = 0.0, s1 = 0.0
+    for j in range(0, count - 1, 2):
+        s0 = s0 + a[j] * b[j]
+        s1 = s1 + a[j + 1] * b[j + 1]
+    if count % 2:
+        s0 = s0 + a[count - 1] * b[count - 1]
+    return s0 + s1
+
+
 cdef struct Step:
     # factors of column i's trace recursion (see ColumnarKernel._coefficients)
     double f, A, E, B
@@ -115,7 +127,16 @@ cdef inline void _track(Step* s, double th, double tc, double p, double aux) noe
     s.maux = _max(s.maux, fabs(aux))
 
 
-cdef inline void _traces(Step* s, double* th, double* tc, const double* d, Py_ssize_t count,
+cdef extern from *:
+    """
+    /* Parameter arrays of one gate never overlap: tell the compiler, so it vectorises
+       the update loops without run-time alias checks. */
+    typedef double * __restrict__ streamlearn_rptr;
+    """
+    ctypedef double* rptr "streamlearn_rptr"
+
+
+cdef inline void _traces(Step* s, rptr th, rptr tc, const double* d, Py_ssize_t count,
                          double kc, double kh) noexcept nogil:
     """RTRL traces only (a step without learning)."""
     cdef Py_ssize_t k
@@ -127,7 +148,7 @@ cdef inline void _traces(Step* s, double* th, double* tc, const double* d, Py_ss
         th[k] = B * c + E * a + kh * d[k]
 
 
-cdef inline void _regression_sgd(Step* s, double* p, double* th, double* tc, const double* d,
+cdef inline void _regression_sgd(Step* s, rptr p, rptr th, rptr tc, const double* d,
                                  Py_ssize_t count, double kc, double kh,
                                  double alpha) noexcept nogil:
     """Traces, then p += alpha delta w_i TH'."""
@@ -142,7 +163,7 @@ cdef inline void _regression_sgd(Step* s, double* p, double* th, double* tc, con
         p[k] += scale * a
 
 
-cdef inline void _regression_rms(Step* s, double* p, double* th, double* tc, double* v,
+cdef inline void _regression_rms(Step* s, rptr p, rptr th, rptr tc, rptr v,
                                  const double* d, Py_ssize_t count, double kc, double kh,
                                  double alpha, double beta, double eps) noexcept nogil:
     """Traces, then the RMSProp step on g = -delta w_i TH'."""
@@ -160,7 +181,7 @@ cdef inline void _regression_rms(Step* s, double* p, double* th, double* tc, dou
         p[k] -= alpha * g / (sqrt(vv) + eps)
 
 
-cdef inline void _td(Step* s, double* p, double* th, double* tc, double* v, double* e,
+cdef inline void _td(Step* s, rptr p, rptr th, rptr tc, rptr v, rptr e,
                      const double* d, Py_ssize_t count, double kc, double kh, double alpha,
                      double beta, double eps, bint sgd) noexcept nogil:
     """Traces; if learning the step on g = -delta e; then e' = gamma lambda e + w_i TH'."""
@@ -184,7 +205,7 @@ cdef inline void _td(Step* s, double* p, double* th, double* tc, double* v, doub
         e[k] = ge * t + w * a
 
 
-cdef inline void _meta(Step* s, double* p, double* th, double* tc, double* v, double* tw,
+cdef inline void _meta(Step* s, rptr p, rptr th, rptr tc, rptr v, rptr tw,
                        const double* d, Py_ssize_t count, double kc, double kh, double alpha,
                        double beta, double eps, bint sgd) noexcept nogil:
     """Traces; if learning the step on g = -delta (w_i TH' + h_i TW) and the LMS-trace
@@ -376,6 +397,8 @@ cdef class ColumnarKernel:
         cdef double r, d, pre, hp, y_mean, y_sd, acc
         cdef double[4] a
         cdef bint ok = True
+        cdef const double* row
+        cdef const double* xn = &self.xn[0] if m else NULL
         for j in range(m):
             if self.normalize:
                 r = _rate(self.x_count[j], self.decay)
@@ -395,9 +418,8 @@ cdef class ColumnarKernel:
             hp = self.h[i]
             first = self.st_ptr[i]
             for z in range(4):
-                pre = self.P[i, z, m] * hp + self.P[i, z, m + 1]
-                for j in range(m):
-                    pre = pre + self.P[i, z, j] * self.xn[j]
+                row = &self.P[i, z, 0]
+                pre = _dot(row, xn, m) + row[m] * hp + row[m + 1]
                 for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                     pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
                 for k in range(first, self.st_ptr[i + 1]):
