@@ -120,8 +120,7 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
         self.seed = seed
         self._setup()
 
-    @property
-    def RULE(self) -> str:
+    def _rule(self) -> str:
         return "meta" if self.meta else "regression"
 
     def _rule_config(self) -> dict:

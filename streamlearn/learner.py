@@ -40,13 +40,16 @@ class ColumnarLearner:
     subclass's ``__init__`` stores them verbatim and then calls ``_setup()``."""
 
     PARAMS: tuple = ()
-    RULE = "regression"
 
     def _setup(self) -> None:
         seed = self.seed if self.seed is not None else random.getrandbits(63)
         self._net = ColumnarNetwork.new(self._config(seed))
         self._steps = 0
         self._cache = None  # (network, input vector, prediction) of the pending forward step
+
+    def _rule(self) -> str:
+        """The kernel's learning rule: "regression", "meta" or "td"."""
+        return "regression"
 
     def _rule_config(self) -> dict:
         """Rule-specific NetworkConfig fields, validated (subclasses extend)."""
@@ -73,7 +76,7 @@ class ColumnarLearner:
             optimizer=self.optimizer, normalize=self.normalize,
             init_scale=_number(self, "init_scale"),
             lateral_density=_number(self, "lateral_density", high=1.0, high_inclusive=True),
-            columns_per_stage=per_stage, rule=self.RULE, **self._rule_config())
+            columns_per_stage=per_stage, rule=self._rule(), **self._rule_config())
 
     # ---- stepping ---------------------------------------------------------------------------
 

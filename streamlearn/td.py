@@ -78,7 +78,6 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     PARAMS = ("n_columns", "step_size", "gamma", "lambda_", "optimizer", "normalize",
               "var_floor", "init_scale", "lateral_density", "columns_per_stage",
               "steps_per_stage", "seed")
-    RULE = "td"
 
     def __init__(
         self,
@@ -109,6 +108,9 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         self.seed = seed
         self._setup()
         self._td_error = None
+
+    def _rule(self) -> str:
+        return "td"
 
     def _rule_config(self) -> dict:
         return {"gamma": _number(self, "gamma", high=1.0),
