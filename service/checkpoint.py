@@ -15,6 +15,7 @@ twice the live state. Nothing here unpickles anything.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -74,6 +75,17 @@ class CheckpointStore:
         existing = [int(name) for name in os.listdir(self.segments) if name.isdigit()]
         self._next_segment = max(existing, default=-1) + 1
         self._open = None  # (name, file) of the segment being appended to
+
+    def lock(self) -> None:
+        """Take the folder for this process (an exclusive flock on ``DIR/lock``, released
+        when the process ends, however it ends): two writers would corrupt each other."""
+        self._lock = open(os.path.join(self.directory, "lock"), "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise CheckpointError(f"{self.directory} is in use by another streamlearn-service "
+                                  "process") from None
 
     def _segment_path(self, name: str) -> str:
         return os.path.join(self.segments, name)

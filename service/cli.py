@@ -12,7 +12,7 @@ import threading
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .app import Service
-from .checkpoint import CheckpointStore
+from .checkpoint import CheckpointError, CheckpointStore
 from .config import Config, build_model, parse_param
 from .metrics import ServiceMetrics
 from .pool import LearnerPool
@@ -62,6 +62,7 @@ def build(config: Config, registry: CollectorRegistry):
     """The service of ``config`` on ``registry``, resumed from its checkpoint; also returns the
     output files to close."""
     store = CheckpointStore(config.checkpoint_dir)
+    store.lock()
     manifest = store.load() or {"positions": {}, "learners": {}}
     pool = LearnerPool(build_model(config), config.seed, store, config.max_learners)
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
             print(f"published {count} events", file=sys.stderr)
             return 0
         return inspect(args.directory, args.json)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, CheckpointError) as exc:
         print(f"streamlearn-service: error: {exc}", file=sys.stderr)
         return 2
 

@@ -140,3 +140,23 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
                       tmp_path / "ck", "--metrics-address", "none", *args)
         assert out.returncode == 2
         assert b"error" in out.stderr
+
+
+def test_a_second_writer_on_the_same_checkpoint_is_refused(tmp_path):
+    events = tmp_path / "events.jsonl"
+    write_lines(events, event_lines(100, n_keys=2, seed=10))
+    ck = tmp_path / "ck"
+    first = start_cli("run", "--source", events, "--follow", "--checkpoint-dir", ck,
+                      "--metrics-address", "none")
+    try:
+        wait_for(lambda: (ck / "manifest.json").exists(), timeout=30, what="first checkpoint")
+        second = run_cli("run", "--source", events, "--checkpoint-dir", ck,
+                         "--metrics-address", "none")
+        assert second.returncode == 2
+        assert b"in use" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+    # once the first has stopped, the folder is free again
+    assert run_cli("run", "--source", events, "--checkpoint-dir", ck,
+                   "--metrics-address", "none").returncode == 0
