@@ -136,6 +136,10 @@ cdef extern from *:
     ctypedef double* rptr "streamlearn_rptr"
 
 
+# The five loops below repeat the trace recursion on purpose: written out in each loop the
+# compiler vectorises them (under callgrind, factoring it into an inline helper cost ~16%
+# more instructions per parameter).
+
 cdef inline void _traces(Step* s, rptr th, rptr tc, const double* d, Py_ssize_t count,
                          double kc, double kh) noexcept nogil:
     """RTRL traces only (a step without learning)."""
