@@ -50,3 +50,49 @@ class TruncatedBPTTTD:
         for j, name in enumerate(self.feature_names):
             self._x[j] = x.get(name, 0.0)
         return self._kernel.step(self._x, float(cumulant))
+
+
+class FullRTRL:
+    """Real-time recurrent learning for a dense LSTM (``hidden`` units, ``n_inputs`` inputs):
+    the full sensitivity matrices dh/dtheta and dc/dtheta, (hidden x parameters) each,
+    carried forward every step, which costs O(hidden^2 x parameters) = O(n^4) for n units.
+    numpy, float64; ``step(x)`` advances and returns h. A cost reference for the benchmarks,
+    not a learner: it only carries the exact gradient of the state.
+
+    Parameter layout: ``W`` (4 * hidden, n_inputs + hidden + 1), gates input, forget,
+    output, candidate; per row the inputs' weights, the recurrent weights, the bias.
+    """
+
+    def __init__(self, n_inputs: int, hidden: int, init_scale: float = 0.5, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.m, self.H = n_inputs, hidden
+        self.W = rng.uniform(-init_scale, init_scale, size=(4 * hidden, n_inputs + hidden + 1))
+        self.h, self.c = np.zeros(hidden), np.zeros(hidden)
+        n = self.W.size
+        self.TH, self.TC = np.zeros((hidden, n)), np.zeros((hidden, n))
+
+    @property
+    def n_parameters(self) -> int:
+        return self.W.size
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        H, m = self.H, self.m
+        z = np.concatenate([x, self.h, [1.0]])
+        pre = self.W @ z
+        i, f, o = (1.0 / (1.0 + np.exp(-pre[k * H:(k + 1) * H])) for k in range(3))
+        g = np.tanh(pre[3 * H:])
+        c = f * self.c + i * g
+        tc = np.tanh(c)
+        # d pre / d theta: the recurrent path through h(t-1), plus each row's own inputs
+        dpre = self.W[:, m:m + H] @ self.TH                        # (4H, n)
+        cols = z.size
+        for row in range(4 * H):
+            dpre[row, row * cols:(row + 1) * cols] += z
+        di = dpre[:H] * (i * (1 - i))[:, None]
+        df = dpre[H:2 * H] * (f * (1 - f))[:, None]
+        do = dpre[2 * H:3 * H] * (o * (1 - o))[:, None]
+        dg = dpre[3 * H:] * (1 - g * g)[:, None]
+        self.TC = f[:, None] * self.TC + self.c[:, None] * df + i[:, None] * dg + g[:, None] * di
+        self.TH = (o * (1 - tc * tc))[:, None] * self.TC + tc[:, None] * do
+        self.h, self.c = o * tc, c
+        return self.h

@@ -62,3 +62,28 @@ def test_truncated_gradient_is_exact_within_the_window():
     for idx in itertools.product(range(4), range(3), range(2 + 3 + 1)):
         fd = (value((idx, eps))[0] - value((idx, -eps))[0]) / (2 * eps)
         assert grad[idx] == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+def test_full_rtrl_baseline_matches_finite_differences():
+    from streamlearn.baselines import FullRTRL
+
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(5, 2))
+
+    def final_h(W=None):
+        net = FullRTRL(2, 3, seed=2)
+        if W is not None:
+            net.W = W
+        for x in xs:
+            h = net.step(x)
+        return h, net
+
+    h, net = final_h()
+    eps = 1e-6
+    for idx in np.ndindex(net.W.shape):
+        up, down = net.W.copy(), net.W.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd = (final_h(up)[0] - final_h(down)[0]) / (2 * eps)
+        flat = np.ravel_multi_index(idx, net.W.shape)
+        np.testing.assert_allclose(net.TH[:, flat], fd, rtol=1e-5, atol=1e-9)
