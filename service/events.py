@@ -56,14 +56,13 @@ def parse(raw: bytes | str) -> Event | Invalid:
     x = data["x"]
     if not isinstance(x, dict):
         return Invalid("bad_x", f"x is a {type(x).__name__}, not an object")
-    features = {}
     for name, value in x.items():
-        if not _finite(value):
+        # the common case first: a finite float (x - x is 0.0 only for finite x)
+        if not (type(value) is float and value - value == 0.0) and not _finite(value):
             return Invalid("bad_feature", f"feature {name!r} is {value!r:.60}, not a finite number")
-        features[name] = float(value)
     y = data.get("y")
     if y is not None:
         if not _finite(y):
             return Invalid("bad_target", f"y is {y!r:.60}, not a finite number")
         y = float(y)
-    return Event(key, features, y)
+    return Event(key, x, y)  # ints stay ints: the learner reads them as floats
