@@ -28,16 +28,19 @@ def _split(tree: dict, prefix: str, arrays: list) -> dict:
     """Return ``tree`` with each numpy array replaced by a reference, collecting the arrays."""
     out = {}
     for key, value in tree.items():
-        if not isinstance(key, str) or "/" in key:
+        if type(key) is not str or "/" in key:
             raise TypeError(f"state keys must be strings without '/', got {key!r}")
-        path = f"{prefix}{key}"
         if isinstance(value, dict):
-            out[key] = _split(value, path + "/", arrays)
+            out[key] = _split(value, f"{prefix}{key}/", arrays)
         elif isinstance(value, np.ndarray):
-            dtype = value.dtype.newbyteorder("<")
-            if dtype.str not in _DTYPES:
-                raise TypeError(f"{path}: only float64 and int64 arrays are stored, got {value.dtype}")
-            arrays.append((path, np.ascontiguousarray(value, dtype=dtype)))
+            path = prefix + key
+            if value.dtype.str not in _DTYPES:  # e.g. big-endian: store little-endian
+                value = value.astype(value.dtype.newbyteorder("<"))
+                if value.dtype.str not in _DTYPES:
+                    raise TypeError(f"{path}: only float64 and int64 arrays are stored, "
+                                    f"got {value.dtype}")
+            arrays.append((path, value if value.flags.c_contiguous
+                           else np.ascontiguousarray(value)))
             out[key] = {"__array__": path}
         else:
             out[key] = value
