@@ -42,11 +42,16 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     optimizer
         ``"rmsprop"`` (the paper's normalised step) or ``"sgd"`` (p += step_size delta e).
     normalize
-        Standardise each input online (running mean and variance, decay 0.99999, variance
-        floored at ``var_floor``) and the states that frozen columns feed later stages.
-        Off by default: on trace patterning both reach the targets, raw is simpler.
+        Standardise each input online (running mean and variance, decay ``norm_decay``,
+        variance floored at ``var_floor``) and the states that frozen columns feed later
+        stages (their statistics freeze with them). On by default: on trace patterning it
+        learned sooner than raw inputs (MSRE at 2M steps averaged over held-out seeds 10-14:
+        0.0045 against 0.0054; benchmarks/README.md).
     var_floor
         Floor of the variances used to standardise.
+    norm_decay
+        Decay of the running mean and variance (exact averages for the first
+        1 / (1 - norm_decay) steps, then exponential).
     init_scale
         Recurrent parameters start U(-init_scale, init_scale); the head starts at 0.
     lateral_density
@@ -76,7 +81,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     """
 
     PARAMS = ("n_columns", "step_size", "gamma", "lambda_", "optimizer", "normalize",
-              "var_floor", "init_scale", "lateral_density", "columns_per_stage",
+              "var_floor", "norm_decay", "init_scale", "lateral_density", "columns_per_stage",
               "steps_per_stage", "seed")
 
     def __init__(
@@ -86,8 +91,9 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         gamma: float = 0.9,
         lambda_: float = 0.99,
         optimizer: str = "rmsprop",
-        normalize: bool = False,
+        normalize: bool = True,
         var_floor: float = 0.1,
+        norm_decay: float = 0.99999,
         init_scale: float = 0.01,
         lateral_density: float = 0.0,
         columns_per_stage: int | None = None,
@@ -101,6 +107,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         self.optimizer = optimizer
         self.normalize = normalize
         self.var_floor = var_floor
+        self.norm_decay = norm_decay
         self.init_scale = init_scale
         self.lateral_density = lateral_density
         self.columns_per_stage = columns_per_stage
@@ -115,7 +122,8 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     def _rule_config(self) -> dict:
         return {"gamma": _number(self, "gamma", high=1.0),
                 "lambda_": _number(self, "lambda_", high=1.0, high_inclusive=True),
-                "var_floor": _number(self, "var_floor"), "decay": 0.99999}
+                "var_floor": _number(self, "var_floor"),
+                "decay": _number(self, "norm_decay", high=1.0)}
 
     @classmethod
     def _unit_test_params(cls):

@@ -98,6 +98,31 @@ def test_stage_schedule_and_freezing():
     assert np.any(snapshots[-1]["stages"]["weights"])
 
 
+def test_normalisation_statistics_and_their_freezing():
+    """Input statistics: exact mean and variance for the first 1 / (1 - norm_decay) steps,
+    exponential after (numpy, independently); a column's state statistics freeze with it."""
+    decay, steps = 0.9, 60
+    model = ColumnarTD(n_columns=4, columns_per_stage=2, steps_per_stage=20, normalize=True,
+                       norm_decay=decay, seed=3)
+    xs = np.random.default_rng(4).normal(2.0, 3.0, size=steps)
+    mean = var = 0.0
+    frozen = None
+    for t, value in enumerate(xs):
+        model.learn_one({"a": float(value)}, 0.0)
+        r = max(1.0 / (t + 1), 1.0 - decay)
+        d = value - mean
+        mean, var = mean + r * d, (1.0 - r) * (var + r * d * d)
+        if t + 1 == 20:
+            frozen = model.state_dict()["stages"]
+    state = model.state_dict()
+    assert state["normalizer"]["x_mean"][0] == pytest.approx(mean, rel=1e-12)
+    assert state["normalizer"]["x_var"][0] == pytest.approx(var, rel=1e-12)
+    assert xs[:10].mean() != pytest.approx(mean)  # the exponential phase was reached
+    np.testing.assert_array_equal(state["stages"]["h_mean"][:2], frozen["h_mean"][:2])
+    np.testing.assert_array_equal(state["stages"]["h_var"][:2], frozen["h_var"][:2])
+    assert np.all(state["stages"]["h_mean"][2:4] != frozen["h_mean"][2:4])
+
+
 @pytest.mark.parametrize("learner", ["regressor", "td"])
 def test_traces_exact_for_columns_reading_frozen_stages(learner):
     """With step size 0, the learning stage's traces equal finite differences of h_T through
@@ -161,7 +186,7 @@ def test_round_trip_in_the_middle_of_a_stage():
 @pytest.mark.parametrize("params, match", [
     ({"gamma": 1.0}, "gamma"), ({"lambda_": 1.5}, "lambda_"), ({"gamma": -0.1}, "gamma"),
     ({"columns_per_stage": 3}, "divide"), ({"steps_per_stage": 0}, "steps_per_stage"),
-    ({"var_floor": -1.0}, "var_floor"),
+    ({"var_floor": -1.0}, "var_floor"), ({"norm_decay": 1.0}, "norm_decay"),
 ])
 def test_bad_td_configurations(params, match):
     with pytest.raises(ValueError, match=match):
