@@ -16,11 +16,16 @@ DIRECTIVES = {
     "cdivision": not DEBUG,
 }
 MODULES = ["_columnar", "_features", "_tbptt"]
+# No -march=native and no -ffast-math: the build runs on any x86-64 and keeps NaN/inf checks.
+# The hot loops (pyx/_loops.h) carry their own AVX2 and AVX-512 clones, picked at load time;
+# -ffp-contract=off keeps every clone's rounding identical (no fused multiply-add).
+FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 
 setup(
     ext_modules=cythonize(
-        [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"],
-                   extra_compile_args=["-O3", "-fno-math-errno"]) for name in MODULES],
+        [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"], extra_compile_args=FLAGS,
+                   depends=["pyx/_loops.h", "pyx/_math.pxd", "pyx/_values.pxd"])
+         for name in MODULES],
         compiler_directives=DIRECTIVES,
         include_path=["pyx"],
     ),

@@ -6,7 +6,8 @@ regression, in one run (issue 6's measurements; targets in benchmarks/README.md)
 2. The memory-traffic bound out of cache: bytes a step must move (read and write every
    parameter, both traces and the RMSProp moment: 64 bytes in float64) over a triad
    bandwidth (a = b + s c, numpy, one thread) measured in the same run.
-3. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
+3. The floor an exact float64 RMSProp step sets: its sqrt and division alone.
+4. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
    River's LinearRegression; learn_many steps/s on the same rows.
 
     python benchmarks/kernel.py [--repeats 5] [--big-columns 1000000]
@@ -41,6 +42,21 @@ def triad_gb_per_second(n: int, repeats: int) -> list:
     times = best_of(lambda: (np.multiply(c, 1.5, out=a), np.add(a, b, out=a)), repeats)
     # multiply: read c, write a; add: read a and b, write a -> 5 passes of 8 bytes
     return [5 * 8 * n / t / 1e9 for t in times]
+
+
+def rmsprop_divider_ns(n: int, repeats: int) -> list:
+    """ns per element of the two divider operations an exact float64 RMSProp step needs,
+    sqrt(v) and g / (sqrt(v) + eps), alone, in cache, with numpy's runtime-dispatched SIMD
+    loops (AVX2/AVX-512 where the CPU has them): a floor under any exact float64 learn step."""
+    rng = np.random.default_rng(2)
+    v, g, s = rng.uniform(0.5, 2.0, n), rng.normal(size=n), np.empty(n)
+
+    def run():
+        for _ in range(100):
+            np.sqrt(v, out=s)
+            np.add(s, 1e-8, out=s)
+            np.divide(g, s, out=s)
+    return [t / (100 * n) * 1e9 for t in best_of(run, repeats)]
 
 
 def river_api(repeats: int) -> tuple:
@@ -86,6 +102,9 @@ def main() -> None:
             bound = 64 / max(bandwidth)
             print(f"triad bandwidth {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic bound "
                   f"{bound:.2f} ns per parameter (64 bytes); kernel at {min(ns) / bound:.2f}x")
+    floor = rmsprop_divider_ns(40_960, args.repeats)
+    print(f"RMSProp's sqrt and division alone (numpy SIMD, 40,960 float64 in cache): "
+          f"{spread(floor)} ns per parameter")
     ours, linear, many, n_params = river_api(args.repeats)
     print(f"River API, 10 columns x 8 features ({n_params} parameters): predict_one + "
           f"learn_one {spread(ours, fmt='{:,.0f}')} steps/s; River LinearRegression "

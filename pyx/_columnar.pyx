@@ -32,6 +32,7 @@ bound exceeds ``LIMIT`` it raises instead, so the in-place loop never has to be 
 """
 from libc.math cimport fabs, isfinite, sqrt, tanh
 
+from _values cimport to_finite
 from _math cimport sigmoid
 
 cdef enum:
@@ -112,10 +113,9 @@ cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noex
 cdef struct Step:
     # factors of column i's trace recursion (see ColumnarKernel._coefficients)
     double f, A, E, B
-    # error, head weight w_i(t), new state h_i(t); LMS step (meta); gamma lambda (TD)
-    double delta, w, h, head_alpha, decay_e
+    # error, head weight w_i(t), new state h_i(t)
+    double delta, w, h
     bint learn
-    int rule
     # running maxima of |TH|, |TC|, |p|, |AUX| (exact rescans, _refresh_maxima)
     double mth, mtc, mp, maux
 
@@ -127,113 +127,24 @@ cdef inline void _track(Step* s, double th, double tc, double p, double aux) noe
     s.maux = _max(s.maux, fabs(aux))
 
 
-cdef extern from *:
-    """
-    /* Parameter arrays of one gate never overlap: tell the compiler, so it vectorises
-       the update loops without run-time alias checks. */
-    typedef double * __restrict__ streamlearn_rptr;
-    """
-    ctypedef double* rptr "streamlearn_rptr"
-
-
-# The five loops below repeat the trace recursion on purpose: written out in each loop the
-# compiler vectorises them (under callgrind, factoring it into an inline helper cost ~16%
-# more instructions per parameter).
-
-cdef inline void _traces(Step* s, rptr th, rptr tc, const double* d, Py_ssize_t count,
-                         double kc, double kh) noexcept nogil:
-    """RTRL traces only (a step without learning)."""
-    cdef Py_ssize_t k
-    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c
-    for k in range(count):
-        a = th[k]
-        c = f * tc[k] + A * a + kc * d[k]
-        tc[k] = c
-        th[k] = B * c + E * a + kh * d[k]
-
-
-cdef inline void _regression_sgd(Step* s, rptr p, rptr th, rptr tc, const double* d,
-                                 Py_ssize_t count, double kc, double kh,
-                                 double alpha) noexcept nogil:
-    """Traces, then p += alpha delta w_i TH'."""
-    cdef Py_ssize_t k
-    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, scale = alpha * s.delta * s.w
-    for k in range(count):
-        a = th[k]
-        c = f * tc[k] + A * a + kc * d[k]
-        a = B * c + E * a + kh * d[k]
-        tc[k] = c
-        th[k] = a
-        p[k] += scale * a
-
-
-cdef inline void _regression_rms(Step* s, rptr p, rptr th, rptr tc, rptr v,
-                                 const double* d, Py_ssize_t count, double kc, double kh,
-                                 double alpha, double beta, double eps) noexcept nogil:
-    """Traces, then the RMSProp step on g = -delta w_i TH'."""
-    cdef Py_ssize_t k
-    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, dw = -s.delta * s.w
-    for k in range(count):
-        a = th[k]
-        c = f * tc[k] + A * a + kc * d[k]
-        a = B * c + E * a + kh * d[k]
-        tc[k] = c
-        th[k] = a
-        g = dw * a
-        vv = beta * v[k] + (1.0 - beta) * g * g
-        v[k] = vv
-        p[k] -= alpha * g / (sqrt(vv) + eps)
-
-
-cdef inline void _td(Step* s, rptr p, rptr th, rptr tc, rptr v, rptr e,
-                     const double* d, Py_ssize_t count, double kc, double kh, double alpha,
-                     double beta, double eps, bint sgd) noexcept nogil:
-    """Traces; if learning the step on g = -delta e; then e' = gamma lambda e + w_i TH'."""
-    cdef Py_ssize_t k
-    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, t
-    cdef double delta = s.delta if s.learn else 0.0, w = s.w, ge = s.decay_e
-    for k in range(count):
-        a = th[k]
-        c = f * tc[k] + A * a + kc * d[k]
-        a = B * c + E * a + kh * d[k]
-        tc[k] = c
-        th[k] = a
-        t = e[k]
-        g = -delta * t
-        if sgd:
-            p[k] -= alpha * g
-        elif s.learn:
-            vv = beta * v[k] + (1.0 - beta) * g * g
-            v[k] = vv
-            p[k] -= alpha * g / (sqrt(vv) + eps)
-        e[k] = ge * t + w * a
-
-
-cdef inline void _meta(Step* s, rptr p, rptr th, rptr tc, rptr v, rptr tw,
-                       const double* d, Py_ssize_t count, double kc, double kh, double alpha,
-                       double beta, double eps, bint sgd) noexcept nogil:
-    """Traces; if learning the step on g = -delta (w_i TH' + h_i TW) and the LMS-trace
-    update TW' = TW + a delta TH' - a h_i (w_i TH' + h_i TW)."""
-    cdef Py_ssize_t k
-    cdef double f = s.f, A = s.A, E = s.E, B = s.B, a, c, g, vv, t, y
-    cdef double delta = s.delta, w = s.w, h = s.h, ha = s.head_alpha
-    for k in range(count):
-        a = th[k]
-        c = f * tc[k] + A * a + kc * d[k]
-        a = B * c + E * a + kh * d[k]
-        tc[k] = c
-        th[k] = a
-        if s.learn:
-            t = tw[k]
-            y = w * a + h * t
-            g = -delta * y
-            tw[k] = t + ha * (delta * a - h * y)
-            if sgd:
-                p[k] -= alpha * g
-            else:
-                vv = beta * v[k] + (1.0 - beta) * g * g
-                v[k] = vv
-                p[k] -= alpha * g / (sqrt(vv) + eps)
+cdef extern from "_loops.h" nogil:
+    # the per-parameter loops, compiled for several instruction sets (see _loops.h)
+    void sl_traces(Py_ssize_t n, double* th, double* tc, const double* kcd, const double* khd,
+                   double f, double A, double E, double B)
+    void sl_regression_sgd(Py_ssize_t n, double* p, double* th, double* tc, const double* kcd,
+                           const double* khd, double f, double A, double E, double B,
+                           double scale)
+    void sl_regression_rms(Py_ssize_t n, double* p, double* th, double* tc, double* v,
+                           const double* kcd, const double* khd, double f, double A, double E,
+                           double B, double dw, double alpha, double beta, double eps)
+    void sl_td(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* e,
+               const double* kcd, const double* khd, double f, double A, double E, double B,
+               double delta, double w, double ge, double alpha, double beta, double eps,
+               int sgd, int learn)
+    void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
+                 const double* kcd, const double* khd, double f, double A, double E, double B,
+                 double delta, double w, double h, double ha, double alpha, double beta,
+                 double eps, int sgd, int learn)
 
 
 cdef enum:
@@ -272,6 +183,8 @@ cdef class ColumnarKernel:
     cdef double[:, ::1] maxima     # (n, 4): bounds on |TH|, |TC|, |P|, |AUX| per column
     cdef double[:, ::1] bounds     # (n, 4): the same after the pending commit
     cdef double[::1] dv            # direct inputs of a column's own parameters
+    cdef double[::1] x_in, x_next  # inputs of the pending forward step; forward_dict scratch
+    cdef double[::1] kcd, khd      # direct-input terms of one block of a column's parameters
     cdef Py_ssize_t commits
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
@@ -348,6 +261,12 @@ cdef class ColumnarKernel:
         self.maxima = np.zeros((self.n, N_MAXIMA))
         self.bounds = np.zeros((self.n, N_MAXIMA))
         self.dv = np.ones(self.m + 2)
+        self.x_in = np.zeros(self.m)
+        block = max([self.m + 2] + [self.lat_ptr[i + 1] - self.lat_ptr[i] for i in range(self.n)]
+                    + [self.st_ptr[i + 1] - self.st_ptr[i] for i in range(self.n)])
+        self.kcd = np.zeros(4 * block)
+        self.khd = np.zeros(4 * block)
+        self.x_next = np.zeros(self.m)
         self.commits = 0
         self._refresh_maxima()
         self.pending = False
@@ -381,16 +300,55 @@ cdef class ColumnarKernel:
 
     def forward(self, const double[::1] x):
         """Advance the states with x into scratch; return the prediction. Changes no state."""
-        cdef bint ok
+        cdef Py_ssize_t j
         if x.shape[0] != self.m:
             raise ValueError(f"expected {self.m} inputs, got {x.shape[0]}")
+        for j in range(self.m):
+            self.x_in[j] = x[j]
+        return self._forward_pending()
+
+    def forward_dict(self, dict x, dict index):
+        """:meth:`forward` on a feature dict placed by ``index`` (name -> position; absent
+        features read 0), validated value by value (TypeError, ValueError). Returns None,
+        having run nothing, when x names a feature ``index`` lacks. When the pending forward
+        step has the same inputs (predict_one, then learn_one with the same x), its
+        prediction is returned without running the step again."""
+        cdef Py_ssize_t j, m = self.m
+        cdef double v
+        cdef double* nxt = &self.x_next[0] if m else NULL
+        for j in range(m):
+            nxt[j] = 0.0
+        for name, value in x.items():
+            v = to_finite(name, value)
+            position = index.get(name)
+            if position is None:
+                return None
+            j = position
+            if not 0 <= j < m:
+                raise IndexError(f"feature {name!r} has position {j} outside 0..{m - 1}")
+            nxt[j] = v
+        if self.pending:
+            for j in range(m):
+                if nxt[j] != self.x_in[j]:
+                    break
+            else:
+                return self.y_hat
+        for j in range(m):
+            self.x_in[j] = nxt[j]
+        return self._forward_pending()
+
+    def discard(self):
+        """Drop the pending forward step (the next commit needs a new forward)."""
+        self.pending = False
+
+    cdef double _forward_pending(self) except? -1.0:
+        """The forward step on ``x_in``; it becomes the pending step."""
+        cdef bint ok
         self.pending = False
         with nogil:
-            ok = self._forward_core(&x[0] if self.m else NULL)
+            ok = self._forward_core(&self.x_in[0] if self.m else NULL)
         if not ok:
-            raise FloatingPointError(
-                "the forward step produced a non-finite or overflowing value; the state was "
-                "left unchanged (inputs too large? consider normalize=True)")
+            raise_for_status(STATUS_FORWARD, 0.0)
         self.pending = True
         return self.y_hat
 
@@ -660,60 +618,76 @@ cdef class ColumnarKernel:
     cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn,
                                     double* Kc, double* Kh) noexcept nogil:
         """Traces of column i's parameters (own inputs, lateral weights, stage weights),
-        then, if learning, the step on each one's gradient estimate. ``dv`` holds the direct
-        inputs of the own parameters: the m inputs (filled by commit), h_i(t-1), 1."""
-        cdef Py_ssize_t z, k, first = self.st_ptr[i], K = self.m + 2
+        then, if learning, the step on each one's gradient estimate: one loop over each of
+        the three contiguous blocks. ``dv`` holds the direct inputs of the own parameters:
+        the m inputs (filled by commit), h_i(t-1), 1."""
+        cdef Py_ssize_t z, k, j, first, count, K = self.m + 2
         cdef double d
+        cdef double* kcd = &self.kcd[0]
+        cdef double* khd = &self.khd[0]
         cdef Step s
         self._coefficients(i, Kc, Kh, &s.A, &s.E, &s.B)
         s.f = self.gates[i, GATE_F]
         s.delta = delta
         s.w = self.w[i]
         s.h = self.h_new[i]
-        s.head_alpha = self.head_step_size
-        s.decay_e = self.gamma * self.lambda_
         s.learn = learn
-        s.rule = self.rule
         self.dv[self.m] = self.h[i]
-        for z in range(4):
-            self._run(&s, &self.P[i, z, 0], &self.TH[i, z, 0], &self.TC[i, z, 0],
-                      &self.V[i, z, 0], &self.AUX[i, z, 0] if self.aux else NULL,
-                      &self.dv[0], K, Kc[z], Kh[z])
-            for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
-                d = self.h[self.lat_src[k]]
-                self._run(&s, &self.LP[k, z], &self.LTH[k, z], &self.LTC[k, z],
-                          &self.LV[k, z], &self.LAUX[k, z] if self.aux else NULL,
-                          &d, 1, Kc[z], Kh[z])
-            for k in range(first, self.st_ptr[i + 1]):
-                d = self.hn[k - first]
-                self._run(&s, &self.SP[k, z], &self.STH[k, z], &self.STC[k, z],
-                          &self.SV[k, z], &self.SAUX[k, z] if self.aux else NULL,
-                          &d, 1, Kc[z], Kh[z])
+        for z in range(4):  # own parameters: (gate z, input k) at z K + k
+            for k in range(K):
+                kcd[z * K + k] = Kc[z] * self.dv[k]
+                khd[z * K + k] = Kh[z] * self.dv[k]
+        self._run(&s, &self.P[i, 0, 0], &self.TH[i, 0, 0], &self.TC[i, 0, 0],
+                  &self.V[i, 0, 0], &self.AUX[i, 0, 0] if self.aux else NULL, 4 * K)
+        first = self.lat_ptr[i]
+        count = self.lat_ptr[i + 1] - first
+        if count:  # lateral weights: (source k, gate z) at 4 k + z, input h_j(t-1)
+            for k in range(count):
+                d = self.h[self.lat_src[first + k]]
+                for z in range(4):
+                    kcd[4 * k + z] = Kc[z] * d
+                    khd[4 * k + z] = Kh[z] * d
+            self._run(&s, &self.LP[first, 0], &self.LTH[first, 0], &self.LTC[first, 0],
+                      &self.LV[first, 0], &self.LAUX[first, 0] if self.aux else NULL,
+                      4 * count)
+        first = self.st_ptr[i]
+        count = self.st_ptr[i + 1] - first
+        if count:  # stage weights: (earlier column k, gate z) at 4 k + z, input its state
+            for k in range(count):
+                d = self.hn[k]
+                for z in range(4):
+                    kcd[4 * k + z] = Kc[z] * d
+                    khd[4 * k + z] = Kh[z] * d
+            self._run(&s, &self.SP[first, 0], &self.STH[first, 0], &self.STC[first, 0],
+                      &self.SV[first, 0], &self.SAUX[first, 0] if self.aux else NULL,
+                      4 * count)
 
     cdef inline void _run(self, Step* s, double* p, double* th, double* tc, double* v,
-                          double* aux, const double* d, Py_ssize_t count, double kc,
-                          double kh) noexcept nogil:
-        """``count`` consecutive parameters of one gate with direct inputs ``d``:
-        TC' = f TC + A TH + kc d, TH' = B TC' + E TH + kh d, then the rule's step:
+                          double* aux, Py_ssize_t count) noexcept nogil:
+        """``count`` consecutive parameters of column i with direct-input terms ``kcd``,
+        ``khd``: TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, then the rule's step:
         regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
         AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD g = -delta e
-        with e the eligibility, then e' = gamma lambda e + w_i TH'. One branch-free loop per
-        case, so that the compiler can vectorise it."""
+        with e the eligibility, then e' = gamma lambda e + w_i TH' (loops in _loops.h)."""
         cdef bint sgd = self.optimizer == OPT_SGD
-        if s.rule == RULE_REGRESSION:
+        cdef const double* kcd = &self.kcd[0]
+        cdef const double* khd = &self.khd[0]
+        if self.rule == RULE_REGRESSION:
             if not s.learn:
-                _traces(s, th, tc, d, count, kc, kh)
+                sl_traces(count, th, tc, kcd, khd, s.f, s.A, s.E, s.B)
             elif sgd:
-                _regression_sgd(s, p, th, tc, d, count, kc, kh, self.step_size)
+                sl_regression_sgd(count, p, th, tc, kcd, khd, s.f, s.A, s.E, s.B,
+                                  self.step_size * s.delta * s.w)
             else:
-                _regression_rms(s, p, th, tc, v, d, count, kc, kh, self.step_size, self.beta,
-                                self.eps)
-        elif s.rule == RULE_TD:
-            _td(s, p, th, tc, v, aux, d, count, kc, kh, self.step_size, self.beta, self.eps,
-                sgd)
+                sl_regression_rms(count, p, th, tc, v, kcd, khd, s.f, s.A, s.E, s.B,
+                                  -s.delta * s.w, self.step_size, self.beta, self.eps)
+        elif self.rule == RULE_TD:
+            sl_td(count, p, th, tc, v, aux, kcd, khd, s.f, s.A, s.E, s.B,
+                  s.delta if s.learn else 0.0, s.w, self.gamma * self.lambda_, self.step_size,
+                  self.beta, self.eps, sgd, s.learn)
         else:
-            _meta(s, p, th, tc, v, aux, d, count, kc, kh, self.step_size, self.beta, self.eps,
-                  sgd)
+            sl_meta(count, p, th, tc, v, aux, kcd, khd, s.f, s.A, s.E, s.B, s.delta, s.w, s.h,
+                    self.head_step_size, self.step_size, self.beta, self.eps, sgd, s.learn)
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times

@@ -10,7 +10,7 @@ import numpy as np
 
 from streamlearn import serialization
 from streamlearn._columnar import raise_for_status
-from streamlearn._features import equal, vectorize
+from streamlearn._features import vectorize
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 
 __all__ = ["ColumnarLearner"]
@@ -45,7 +45,7 @@ class ColumnarLearner:
         seed = self.seed if self.seed is not None else random.getrandbits(63)
         self._net = ColumnarNetwork.new(self._config(seed))
         self._steps = 0
-        self._cache = None  # (network, input vector, prediction) of the pending forward step
+        self._grown = None  # (new feature names, grown network) of a pending step
 
     def _rule(self) -> str:
         """The kernel's learning rule: "regression", "meta" or "td"."""
@@ -81,22 +81,20 @@ class ColumnarLearner:
     # ---- stepping ---------------------------------------------------------------------------
 
     def _forward(self, x: dict):
-        """The network that steps on ``x`` (grown if x has new features) with its forward
-        step pending, and the prediction. Reuses the cached step of a matching predict_one."""
+        """The network that steps on ``x`` with its forward step pending, and the prediction.
+        The kernel reuses the pending step of a predict_one with the same x. When x has new
+        features, the step runs on a grown network, kept for the next call and adopted by
+        the next learn_one: a predict_one alone registers nothing."""
         if not isinstance(x, dict):
             raise TypeError(f"x must be a dict of feature values, got {type(x).__name__}")
-        if self._cache is not None:
-            net, vec, y_pred = self._cache
-            if vectorize(x, net.index, net.x) is None and equal(net.x, vec):
-                return net, y_pred
         net = self._net
-        new = vectorize(x, net.index, net.x)
-        if new:
-            net = net.grow(new)
-            vectorize(x, net.index, net.x)
-        self._cache = None
-        y_pred = net.kernel.forward(net.x)
-        self._cache = (net, net.x.copy(), y_pred)
+        y_pred = net.kernel.forward_dict(x, net.index)
+        if y_pred is None:
+            new = vectorize(x, net.index, net.x)  # validates every value; the new names
+            if self._grown is None or self._grown[0] != new:
+                self._grown = (new, net.grow(new))
+            net = self._grown[1]
+            y_pred = net.kernel.forward_dict(x, net.index)
         return net, y_pred
 
     def _step(self, x: dict, y: float, learn: bool) -> tuple:
@@ -104,7 +102,7 @@ class ColumnarLearner:
         prediction and what the kernel's commit returned. Advances the stage schedule."""
         net, y_pred = self._forward(x)
         result = net.kernel.commit(y, learn)
-        self._net, self._cache = net, None
+        self._net, self._grown = net, None
         self._steps += 1
         if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
                 and self._steps // self.steps_per_stage < net.config.n_stages:
@@ -122,7 +120,7 @@ class ColumnarLearner:
     def reset_state(self) -> None:
         """Start a new sequence: column states and traces back to 0; parameters are kept."""
         self._net.reset_state()
-        self._cache = None
+        self._grown = None
 
     def add_features(self, names) -> None:
         """Register features ahead of their first event (in the given order; known names are
@@ -131,7 +129,7 @@ class ColumnarLearner:
             raise TypeError("names must be a list or tuple of feature names")
         new = list(dict.fromkeys(n for n in names if n not in self._net.index))
         if new:
-            self._net, self._cache = self._net.grow(new), None
+            self._net, self._grown = self._net.grow(new), None
 
     # ---- chunks -----------------------------------------------------------------------------
 
@@ -180,7 +178,7 @@ class ColumnarLearner:
             stop = len(dense)
             if net.config.columns_per_stage:
                 stop = min(stop, start + self.steps_per_stage - self._steps % self.steps_per_stage)
-            self._cache = None
+            self._grown = None
             applied, status, delta = net.kernel.run_rows(dense[start:stop], targets[start:stop],
                                                          learn, out[start:stop])
             self._steps += applied
@@ -217,7 +215,7 @@ class ColumnarLearner:
             net = net.grow(list(dict.fromkeys(new)))
         out = np.empty(data.shape[0])
         net.kernel.predict_rows(self._dense(net, names, data), out)
-        self._cache = None
+        self._grown = None
         if hasattr(X, "index"):
             import pandas as pd
 
@@ -275,7 +273,7 @@ class ColumnarLearner:
             raise ValueError(f"state 'steps' must be an int >= 0, got {steps!r}")
         self._net = ColumnarNetwork.from_state(self._config(state.get("seed")), state)
         self._steps = steps
-        self._cache = None
+        self._grown = None
 
     @classmethod
     def from_state_dict(cls, state: dict):
