@@ -262,8 +262,8 @@ cdef class ColumnarKernel:
         self.bounds = np.zeros((self.n, N_MAXIMA))
         self.dv = np.ones(self.m + 2)
         self.x_in = np.zeros(self.m)
-        block = max([self.m + 2] + [self.lat_ptr[i + 1] - self.lat_ptr[i] for i in range(self.n)]
-                    + [self.st_ptr[i + 1] - self.st_ptr[i] for i in range(self.n)])
+        block = max(self.m + 2, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
+                    int(np.diff(arrays["st_ptr"]).max(initial=0)))
         self.kcd = np.zeros(4 * block)
         self.khd = np.zeros(4 * block)
         self.x_next = np.zeros(self.m)
