@@ -30,10 +30,9 @@ A call is split in two so that nothing changes on failure:
 bounds every value it can write from per-column maxima kept by the previous commit; if a
 bound exceeds ``LIMIT`` it raises instead, so the in-place loop never has to be undone.
 """
-from libc.math cimport fabs, isfinite, sqrt, tanh
+from libc.math cimport fabs, isfinite, sqrt
 
 from _values cimport to_finite
-from _math cimport sigmoid
 
 cdef enum:
     GATE_I = 0
@@ -141,6 +140,8 @@ cdef extern from "_loops.h" nogil:
                const double* kcd, const double* khd, double f, double A, double E, double B,
                double delta, double w, double ge, double alpha, double beta, double eps,
                int sgd, int learn)
+    void sl_gates(Py_ssize_t n, double* a)
+    void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
     void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
                  const double* kcd, const double* khd, double f, double A, double E, double B,
                  double delta, double w, double h, double ha, double alpha, double beta,
@@ -152,6 +153,22 @@ cdef enum:
     STATUS_ERROR = 1
     STATUS_DIVERGING = 2
     STATUS_FORWARD = 3
+
+
+def activations(const double[::1] x):
+    """(logistic(x), tanh(x)) elementwise, as the forward step computes them (for tests)."""
+    import numpy as np
+    cdef Py_ssize_t i, n = x.shape[0]
+    gates = np.empty((n, 4))
+    cdef double[:, ::1] g = gates
+    for i in range(n):
+        g[i, 0] = x[i]
+        g[i, 1] = x[i]
+        g[i, 2] = x[i]
+        g[i, 3] = x[i]
+    if n:
+        sl_gates(n, &g[0, 0])
+    return gates[:, 0].copy(), gates[:, 3].copy()
 
 
 def raise_for_status(int status, double delta):
@@ -353,11 +370,12 @@ cdef class ColumnarKernel:
         return self.y_hat
 
     cdef bint _forward_core(self, const double* x) noexcept nogil:
-        """The forward step into scratch; False if a value is non-finite or overflows."""
-        cdef Py_ssize_t i, j, z, k, first
+        """The forward step into scratch; False if a value is non-finite or overflows.
+        Stage by stage: all pre-activations of a stage, then their activations and the
+        tanh of the new cell states in one vectorised call each (sl_gates, sl_tanh_all)."""
+        cdef Py_ssize_t i, j, z, k, first, lo, hi
         cdef Py_ssize_t n = self.n, m = self.m
         cdef double r, d, pre, hp, y_mean, y_sd, acc
-        cdef double[4] a
         cdef bint ok = True
         cdef const double* row
         cdef const double* xn = &self.xn[0] if m else NULL
@@ -370,34 +388,44 @@ cdef class ColumnarKernel:
                 self.xn[j] = (x[j] - self.new_mean[j]) / _std(self.new_var[j], self.var_floor)
             else:
                 self.xn[j] = x[j]
-        for i in range(n):  # in order: a stage reads the new states of earlier stages
-            if self.mode[i] == INACTIVE:
-                self.h_new[i] = 0.0
-                self.c_new[i] = 0.0
-                self.tanh_c[i] = 0.0
-                self.hn[i] = 0.0
-                continue
-            hp = self.h[i]
-            first = self.st_ptr[i]
-            for z in range(4):
-                row = &self.P[i, z, 0]
-                pre = _dot(row, xn, m) + row[m] * hp + row[m + 1]
-                for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
-                    pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
-                for k in range(first, self.st_ptr[i + 1]):
-                    pre = pre + self.SP[k, z] * self.hn[k - first]
-                a[z] = tanh(pre) if z == GATE_G else sigmoid(pre)
-                self.gates[i, z] = a[z]
-            self.c_new[i] = a[GATE_F] * self.c[i] + a[GATE_I] * a[GATE_G]
-            self.tanh_c[i] = tanh(self.c_new[i])
-            self.h_new[i] = a[GATE_O] * self.tanh_c[i]
-            if self.normalize:
-                self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
-                    / _std(self.hs_var[i], self.var_floor)
-            else:
-                self.hn[i] = self.h_new[i]
-            if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
-                ok = False
+        lo = 0
+        while lo < n:  # by stage: a stage reads the new states of the earlier stages
+            hi = lo + 1
+            while hi < n and self.st_ptr[hi + 1] - self.st_ptr[hi] == \
+                    self.st_ptr[lo + 1] - self.st_ptr[lo]:
+                hi += 1
+            for i in range(lo, hi):  # pre-activations
+                hp = self.h[i]
+                first = self.st_ptr[i]
+                for z in range(4):
+                    row = &self.P[i, z, 0]
+                    pre = _dot(row, xn, m) + row[m] * hp + row[m + 1]
+                    for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
+                        pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
+                    for k in range(first, self.st_ptr[i + 1]):
+                        pre = pre + self.SP[k, z] * self.hn[k - first]
+                    self.gates[i, z] = pre
+            sl_gates(hi - lo, &self.gates[lo, 0])
+            for i in range(lo, hi):
+                self.c_new[i] = self.gates[i, GATE_F] * self.c[i] \
+                    + self.gates[i, GATE_I] * self.gates[i, GATE_G]
+            sl_tanh_all(hi - lo, &self.c_new[lo], &self.tanh_c[lo])
+            for i in range(lo, hi):
+                if self.mode[i] == INACTIVE:  # not added yet: no state, no output
+                    self.h_new[i] = 0.0
+                    self.c_new[i] = 0.0
+                    self.tanh_c[i] = 0.0
+                    self.hn[i] = 0.0
+                    continue
+                self.h_new[i] = self.gates[i, GATE_O] * self.tanh_c[i]
+                if self.normalize:
+                    self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
+                        / _std(self.hs_var[i], self.var_floor)
+                else:
+                    self.hn[i] = self.h_new[i]
+                if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
+                    ok = False
+            lo = hi
         acc = self.scalars[S_BIAS]
         for i in range(n):
             acc = acc + self.w[i] * self.h_new[i]
