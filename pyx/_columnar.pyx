@@ -140,6 +140,8 @@ cdef extern from "_loops.h" nogil:
                const double* kcd, const double* khd, double f, double A, double E, double B,
                double delta, double w, double ge, double alpha, double beta, double eps,
                int sgd, int learn)
+    void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
+                   double* kcd, double* khd, bint gate_major)
     void sl_gates(Py_ssize_t n, double* a)
     void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
     void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
@@ -202,6 +204,7 @@ cdef class ColumnarKernel:
     cdef double[::1] dv            # direct inputs of a column's own parameters
     cdef double[::1] x_in, x_next  # inputs of the pending forward step; forward_dict scratch
     cdef double[::1] kcd, khd      # direct-input terms of one block of a column's parameters
+    cdef double[::1] dl            # a column's lateral inputs h_j(t-1), gathered
     cdef Py_ssize_t commits
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
@@ -282,6 +285,7 @@ cdef class ColumnarKernel:
         block = max(self.m + 2, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
         self.kcd = np.zeros(4 * block)
+        self.dl = np.zeros(block)
         self.khd = np.zeros(4 * block)
         self.x_next = np.zeros(self.m)
         self.commits = 0
@@ -649,8 +653,7 @@ cdef class ColumnarKernel:
         then, if learning, the step on each one's gradient estimate: one loop over each of
         the three contiguous blocks. ``dv`` holds the direct inputs of the own parameters:
         the m inputs (filled by commit), h_i(t-1), 1."""
-        cdef Py_ssize_t z, k, j, first, count, K = self.m + 2
-        cdef double d
+        cdef Py_ssize_t k, first, count, K = self.m + 2
         cdef double* kcd = &self.kcd[0]
         cdef double* khd = &self.khd[0]
         cdef Step s
@@ -661,31 +664,22 @@ cdef class ColumnarKernel:
         s.h = self.h_new[i]
         s.learn = learn
         self.dv[self.m] = self.h[i]
-        for z in range(4):  # own parameters: (gate z, input k) at z K + k
-            for k in range(K):
-                kcd[z * K + k] = Kc[z] * self.dv[k]
-                khd[z * K + k] = Kh[z] * self.dv[k]
+        sl_direct(K, &self.dv[0], Kc, Kh, kcd, khd, True)  # own: (gate z, input k) at z K + k
         self._run(&s, &self.P[i, 0, 0], &self.TH[i, 0, 0], &self.TC[i, 0, 0],
                   &self.V[i, 0, 0], &self.AUX[i, 0, 0] if self.aux else NULL, 4 * K)
         first = self.lat_ptr[i]
         count = self.lat_ptr[i + 1] - first
         if count:  # lateral weights: (source k, gate z) at 4 k + z, input h_j(t-1)
             for k in range(count):
-                d = self.h[self.lat_src[first + k]]
-                for z in range(4):
-                    kcd[4 * k + z] = Kc[z] * d
-                    khd[4 * k + z] = Kh[z] * d
+                self.dl[k] = self.h[self.lat_src[first + k]]
+            sl_direct(count, &self.dl[0], Kc, Kh, kcd, khd, False)
             self._run(&s, &self.LP[first, 0], &self.LTH[first, 0], &self.LTC[first, 0],
                       &self.LV[first, 0], &self.LAUX[first, 0] if self.aux else NULL,
                       4 * count)
         first = self.st_ptr[i]
         count = self.st_ptr[i + 1] - first
         if count:  # stage weights: (earlier column k, gate z) at 4 k + z, input its state
-            for k in range(count):
-                d = self.hn[k]
-                for z in range(4):
-                    kcd[4 * k + z] = Kc[z] * d
-                    khd[4 * k + z] = Kh[z] * d
+            sl_direct(count, &self.hn[0], Kc, Kh, kcd, khd, False)
             self._run(&s, &self.SP[first, 0], &self.STH[first, 0], &self.STC[first, 0],
                       &self.SV[first, 0], &self.SAUX[first, 0] if self.aux else NULL,
                       4 * count)

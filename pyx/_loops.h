@@ -90,6 +90,29 @@ SL_CLONES static void sl_tanh_all(ptrdiff_t n, sl_cptr x, sl_ptr out) {
 typedef double *__restrict__ sl_ptr;
 typedef const double *__restrict__ sl_cptr;
 
+/* Direct-input terms of a block of parameters: entry e has gate z(e) and input d[j(e)];
+   kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. Own parameters are gate-major (e = z K + j,
+   `gate_major`), lateral and stage weights input-major (e = 4 j + z). */
+SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, const double *Kh,
+                                sl_ptr kcd, sl_ptr khd, int gate_major) {
+    if (gate_major) {
+        for (int z = 0; z < 4; z++) {
+            double kc = Kc[z], kh = Kh[z];
+            for (ptrdiff_t j = 0; j < count; j++) {
+                kcd[z * count + j] = kc * d[j];
+                khd[z * count + j] = kh * d[j];
+            }
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < count; j++) {
+            for (int z = 0; z < 4; z++) {
+                kcd[4 * j + z] = Kc[z] * d[j];
+                khd[4 * j + z] = Kh[z] * d[j];
+            }
+        }
+    }
+}
+
 /* Traces only (a step without learning). */
 SL_CLONES static void sl_traces(ptrdiff_t n, sl_ptr th, sl_ptr tc, sl_cptr kcd, sl_cptr khd,
                                 double f, double A, double E, double B) {
