@@ -4,10 +4,10 @@ regression, in one run (issue 6's measurements; targets in benchmarks/README.md)
 1. Kernel cost per parameter per full learn step (forward, traces, gradient, RMSProp), via
    learn_many so no Python runs per step: in cache (1,024 columns) and out of cache.
 2. The memory-traffic bound out of cache: bytes a step must move (read and write every
-   parameter, both traces and the RMSProp moment: 64 bytes in float64) over a triad
-   bandwidth (a = b + s c, numpy, one thread) measured in the same run.
-3. The floor an exact float64 RMSProp step sets: its sqrt and division alone.
-4. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
+   parameter, both traces and the RMSProp moment: 64 bytes in float64) over the bandwidth
+   of a single-pass read-modify-write stream (a += b, numpy, one thread) measured in the
+   same run.
+3. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
    River's LinearRegression; learn_many steps/s on the same rows.
 
     python benchmarks/kernel.py [--repeats 5] [--big-columns 1000000]
@@ -37,26 +37,33 @@ def kernel_ns_per_parameter(n_columns: int, rows: int, repeats: int) -> list:
     return [t / rows / model.n_parameters * 1e9 for t in times]
 
 
-def triad_gb_per_second(n: int, repeats: int) -> list:
-    b, c, a = np.ones(n), np.ones(n), np.empty(n)
-    times = best_of(lambda: (np.multiply(c, 1.5, out=a), np.add(a, b, out=a)), repeats)
-    # multiply: read c, write a; add: read a and b, write a -> 5 passes of 8 bytes
-    return [5 * 8 * n / t / 1e9 for t in times]
+def configurations(repeats: int) -> list:
+    """ns per parameter of learn_many for the kernel's other paths: lateral connections,
+    stage weights (the last stage of 4 learning, reading 192 frozen columns) and TD."""
+    from streamlearn import ColumnarTD
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(2000, 8)), rng.normal(size=2000)
+    names = [f"x{j}" for j in range(8)]
+    rows = []
+    for label, model in (
+            ("laterals, density 0.1, 256 columns",
+             ColumnarRegressor(n_columns=256, lateral_density=0.1, seed=0)),
+            ("stages of 64, 256 columns, last stage learning",
+             ColumnarRegressor(n_columns=256, columns_per_stage=64, steps_per_stage=1, seed=0)),
+            ("ColumnarTD, 1,024 columns", ColumnarTD(n_columns=1024, seed=0))):
+        model.learn_many(X[:5], y[:5], feature_names=names)
+        times = best_of(lambda: model.learn_many(X, y, feature_names=names), repeats)
+        rows.append((label, [t / len(X) / model.n_parameters * 1e9 for t in times]))
+    return rows
 
 
-def rmsprop_divider_ns(n: int, repeats: int) -> list:
-    """ns per element of the two divider operations an exact float64 RMSProp step needs,
-    sqrt(v) and g / (sqrt(v) + eps), alone, in cache, with numpy's runtime-dispatched SIMD
-    loops (AVX2/AVX-512 where the CPU has them): a floor under any exact float64 learn step."""
-    rng = np.random.default_rng(2)
-    v, g, s = rng.uniform(0.5, 2.0, n), rng.normal(size=n), np.empty(n)
-
-    def run():
-        for _ in range(100):
-            np.sqrt(v, out=s)
-            np.add(s, 1e-8, out=s)
-            np.divide(g, s, out=s)
-    return [t / (100 * n) * 1e9 for t in best_of(run, repeats)]
+def stream_gb_per_second(n: int, repeats: int) -> list:
+    """Single-pass read-modify-write stream a += b (numpy, one thread): 24 bytes per element
+    (read a and b, write a), the access pattern of a learn step."""
+    a, b = np.ones(n), np.ones(n)
+    times = best_of(lambda: np.add(a, b, out=a), repeats)
+    return [24 * n / t / 1e9 for t in times]
 
 
 def river_api(repeats: int) -> tuple:
@@ -98,13 +105,13 @@ def main() -> None:
         print(f"kernel, {n_columns:>9} columns ({n_columns * 40:>10} parameters): "
               f"{spread(ns)} ns per parameter per learn step")
         if n_columns == args.big_columns:
-            bandwidth = triad_gb_per_second(20_000_000, args.repeats)
+            bandwidth = stream_gb_per_second(50_000_000, args.repeats)
             bound = 64 / max(bandwidth)
-            print(f"triad bandwidth {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic bound "
-                  f"{bound:.2f} ns per parameter (64 bytes); kernel at {min(ns) / bound:.2f}x")
-    floor = rmsprop_divider_ns(40_960, args.repeats)
-    print(f"RMSProp's sqrt and division alone (numpy SIMD, 40,960 float64 in cache): "
-          f"{spread(floor)} ns per parameter")
+            print(f"stream a += b: {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic bound "
+                  f"{bound:.2f} ns per parameter (64 bytes: read and write P, TH, TC, V); "
+                  f"kernel at {min(ns) / bound:.2f}x")
+    for label, ns in configurations(args.repeats):
+        print(f"kernel, {label}: {spread(ns)} ns per parameter per learn step")
     ours, linear, many, n_params = river_api(args.repeats)
     print(f"River API, 10 columns x 8 features ({n_params} parameters): predict_one + "
           f"learn_one {spread(ours, fmt='{:,.0f}')} steps/s; River LinearRegression "

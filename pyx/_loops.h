@@ -22,69 +22,6 @@
 #define SL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SL_CLONES
-/* ---- activations, vectorisable (the forward step applies them to whole blocks) ---------- */
-
-/* exp(x) to about 1 ulp, x clamped to [-708, 709] (so the result and 1 + it stay finite; NaN
-   stays NaN): x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite: k ln2_hi is exact), e^r by its
-   Taylor polynomial of degree 13 (remainder below 1e-17 relative), times 2^k written into the
-   exponent bits (k from the rounding of x / ln2 + 1.5 2^52). */
-static inline double sl_exp(double x) {
-    const double magic = 6755399441055744.0; /* 1.5 2^52 */
-    x = x < -708.0 ? -708.0 : x;
-    x = x > 709.0 ? 709.0 : x;
-    double t = x * 1.4426950408889634 + magic;
-    double k = t - magic;
-    double r = x - k * 6.93147180369123816490e-01;
-    r = r - k * 1.90821492927058770002e-10;
-    double p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666666666666666 + r * (
-        0.041666666666666664 + r * (0.008333333333333333 + r * (0.001388888888888889 + r * (
-        0.0001984126984126984 + r * (2.48015873015873e-05 + r * (2.7557319223985893e-06 + r * (
-        2.755731922398589e-07 + r * (2.505210838544172e-08 + r * (2.08767569878681e-09 + r * (
-        1.6059043836821613e-10)))))))))))));
-    long long bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4338000000000000LL + 1023) << 52;
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* logistic(x) = 1 / (1 + e^-x): no cancellation at either end. */
-static inline double sl_sigmoid(double x) {
-    return 1.0 / (1.0 + sl_exp(-x));
-}
-
-/* tanh(x): for |x| < 0.25 its odd Taylor series to x^25 (remainder below 1e-19 relative);
-   beyond, (1 - e) / (1 + e) with e = exp(-2|x|) (1 - e >= 0.39: no cancellation). */
-static inline double sl_tanh(double x) {
-    double ax = fabs(x), x2 = x * x;
-    double e = sl_exp(-2.0 * ax);
-    double big = (1.0 - e) / (1.0 + e);
-    double small = ax * (1.0 + x2 * (-0.3333333333333333 + x2 * (0.13333333333333333 + x2 * (
-        -0.05396825396825397 + x2 * (0.021869488536155203 + x2 * (-0.008863235529902197 + x2 * (
-        0.003592128036572481 + x2 * (-0.0014558343870513183 + x2 * (0.000590027440945586 + x2 * (
-        -0.00023912911424355248 + x2 * (9.691537956929451e-05 + x2 * (-3.927832388331683e-05 +
-        x2 * 1.5918905069328964e-05))))))))))));
-    return copysign(ax < 0.25 ? small : big, x);
-}
-
-/* Gate activations in place for n columns, 4 pre-activations each (input, forget, output:
-   logistic; candidate: tanh). */
-SL_CLONES static void sl_gates(ptrdiff_t n, sl_ptr a) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        a[4 * i] = sl_sigmoid(a[4 * i]);
-        a[4 * i + 1] = sl_sigmoid(a[4 * i + 1]);
-        a[4 * i + 2] = sl_sigmoid(a[4 * i + 2]);
-        a[4 * i + 3] = sl_tanh(a[4 * i + 3]);
-    }
-}
-
-/* out[i] = tanh(x[i]). */
-SL_CLONES static void sl_tanh_all(ptrdiff_t n, sl_cptr x, sl_ptr out) {
-    for (ptrdiff_t i = 0; i < n; i++)
-        out[i] = sl_tanh(x[i]);
-}
-
 #endif
 
 typedef double *__restrict__ sl_ptr;

@@ -1,0 +1,73 @@
+"""The cost of the kernel's per-parameter update loop alone (traces + exact float64 RMSProp),
+with no per-column work around it: a floor under the full learn step.
+
+Compiles a small C driver around the project's own loop (`pyx/_loops.h`,
+``sl_regression_rms``) with the flags of setup.py, once with the AVX2/AVX-512 clones (the
+loader picks the best for this CPU) and once for baseline x86-64 only, and times one loop
+over ``--params`` parameters (in cache by default), repeated.
+
+    python benchmarks/update_loop.py [--params 40960] [--repeats 5]
+"""
+
+import argparse
+import os
+import subprocess
+import tempfile
+
+from common import machine
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "_loops.h"
+
+int main(int argc, char **argv) {
+    long n = atol(argv[1]), sweeps = atol(argv[2]);
+    double *p = calloc(n, 8), *th = calloc(n, 8), *tc = calloc(n, 8), *v = malloc(n * 8);
+    double *kcd = malloc(n * 8), *khd = malloc(n * 8);
+    for (long k = 0; k < n; k++) {
+        v[k] = 1.0;
+        kcd[k] = 0.01 * (k % 7);
+        khd[k] = 0.02 * (k % 5);
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long s = 0; s < sweeps; s++)
+        sl_regression_rms(n, p, th, tc, v, kcd, khd, 0.9, 0.01, 0.1, 0.5, 1e-3 * (s % 3 - 1),
+                          0.01, 0.9999, 1e-8);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+    printf("%.4f\n", ns / ((double)n * sweeps));
+    return p[n / 2] > 1e300;  /* keep the result alive */
+}
+"""
+
+
+def run(variant: str, flags: list, params: int, repeats: int, workdir: str) -> list:
+    source, binary = os.path.join(workdir, "driver.c"), os.path.join(workdir, variant)
+    with open(source, "w") as f:
+        f.write(DRIVER)
+    subprocess.run(["gcc", "-O3", "-fno-math-errno", "-ffp-contract=off", *flags,
+                    "-I", os.path.join(ROOT, "pyx"), source, "-o", binary, "-lm"], check=True)
+    sweeps = max(1, 200_000_000 // params)
+    return [float(subprocess.run([binary, str(params), str(sweeps)], capture_output=True,
+                                 text=True).stdout) for _ in range(repeats)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, default=40_960)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"# machine: {machine()}; sl_regression_rms over {args.params:,} float64 parameters; "
+          f"min/median/max of {args.repeats}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for variant, flags in (("clones", []), ("baseline", ["-DSTREAMLEARN_NO_CLONES"])):
+            ns = sorted(run(variant, flags, args.params, args.repeats, workdir))
+            print(f"{variant:>9}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per parameter")
+
+
+if __name__ == "__main__":
+    main()
