@@ -79,6 +79,8 @@ cdef double LIMIT = 1e150
 # Commits between exact rescans of the per-column maxima (in between, each commit's bounds
 # stand in for them: they are upper bounds, so the overflow check stays safe).
 cdef Py_ssize_t REFRESH_EVERY = 64
+# Parameters from which a single forward or commit releases the GIL (run_rows always does).
+cdef Py_ssize_t RELEASE_GIL_PARAMETERS = 10_000
 
 
 cdef inline double _rate(double count, double decay) noexcept nogil:
@@ -209,6 +211,7 @@ cdef class ColumnarKernel:
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
     cdef bint pending, aux
+    cdef bint release_gil          # single steps release the GIL only when they are long
     cdef readonly int optimizer, rule
     cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
     cdef readonly bint normalize, normalize_target
@@ -286,6 +289,9 @@ cdef class ColumnarKernel:
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
         self.kcd = np.zeros(4 * block)
         self.dl = np.zeros(block)
+        # releasing and retaking the GIL costs about as much as a step of a few hundred
+        # parameters; other threads (metrics, I/O) wait at most one step of this size
+        self.release_gil = self.P.size + self.LP.size + self.SP.size >= RELEASE_GIL_PARAMETERS
         self.khd = np.zeros(4 * block)
         self.x_next = np.zeros(self.m)
         self.commits = 0
@@ -366,7 +372,10 @@ cdef class ColumnarKernel:
         """The forward step on ``x_in``; it becomes the pending step."""
         cdef bint ok
         self.pending = False
-        with nogil:
+        if self.release_gil:
+            with nogil:
+                ok = self._forward_core(&self.x_in[0] if self.m else NULL)
+        else:
             ok = self._forward_core(&self.x_in[0] if self.m else NULL)
         if not ok:
             raise_for_status(STATUS_FORWARD, 0.0)
@@ -461,7 +470,10 @@ cdef class ColumnarKernel:
         cdef int status
         if not self.pending:
             raise RuntimeError("commit() needs a forward() first")
-        with nogil:
+        if self.release_gil:
+            with nogil:
+                status = self._commit_core(y, learn, &delta)
+        else:
             status = self._commit_core(y, learn, &delta)
         raise_for_status(status, delta)
         self.pending = False
