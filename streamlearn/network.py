@@ -44,6 +44,7 @@ class NetworkConfig:
     columns_per_stage: int = 0        # 0: one stage holding every column
     decay: float = 0.9999
     var_floor: float = 1e-8
+    forget_bias: float = 0.0          # added to every forget-gate bias at initialisation
 
     def kernel_args(self) -> dict:
         return {"optimizer": self.optimizer, "step_size": self.step_size,
@@ -81,9 +82,12 @@ def initial_input_weights(config: NetworkConfig, name) -> np.ndarray:
 
 
 def initial_column_parameters(config: NetworkConfig) -> np.ndarray:
-    """Self-recurrent weights and biases (n, 4, 2), U(-s, s) from the seed."""
+    """Self-recurrent weights and biases (n, 4, 2), U(-s, s) from the seed; the forget
+    gates' biases shifted by ``forget_bias``."""
     rng = np.random.default_rng([config.seed, 0])
-    return rng.uniform(-config.init_scale, config.init_scale, size=(config.n_columns, 4, 2))
+    params = rng.uniform(-config.init_scale, config.init_scale, size=(config.n_columns, 4, 2))
+    params[:, 1, 1] += config.forget_bias  # gate 1 is the forget gate; index 1 its bias
+    return params
 
 
 def initial_laterals(config: NetworkConfig) -> tuple:

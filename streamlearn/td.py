@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from river import base
 
 from streamlearn._features import as_finite
@@ -54,6 +56,12 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         1 / (1 - norm_decay) steps, then exponential).
     init_scale
         Recurrent parameters start U(-init_scale, init_scale); the head starts at 0.
+    forget_bias
+        Added to every forget-gate bias at initialisation (the usual LSTM practice: Gers et
+        al. 2000, Jozefowicz et al. 2015): columns start by keeping about 3/4 of their cell
+        state per step instead of half, so a stimulus is remembered long enough for its
+        gradient to be seen. On trace patterning, held-out seeds 10-19 reached a mean MSRE
+        of 0.0034 at 2M steps with 1.0 against 0.0047 with 0 (benchmarks/README.md).
     lateral_density
         Random sparse connections between columns of a stage (approximate gradient).
     columns_per_stage
@@ -81,8 +89,8 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     """
 
     PARAMS = ("n_columns", "step_size", "gamma", "lambda_", "optimizer", "normalize",
-              "var_floor", "norm_decay", "init_scale", "lateral_density", "columns_per_stage",
-              "steps_per_stage", "seed")
+              "var_floor", "norm_decay", "init_scale", "forget_bias", "lateral_density",
+              "columns_per_stage", "steps_per_stage", "seed")
 
     def __init__(
         self,
@@ -95,6 +103,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         var_floor: float = 0.1,
         norm_decay: float = 0.99999,
         init_scale: float = 0.01,
+        forget_bias: float = 1.0,
         lateral_density: float = 0.0,
         columns_per_stage: int | None = None,
         steps_per_stage: int = 1_000_000,
@@ -109,6 +118,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         self.var_floor = var_floor
         self.norm_decay = norm_decay
         self.init_scale = init_scale
+        self.forget_bias = forget_bias
         self.lateral_density = lateral_density
         self.columns_per_stage = columns_per_stage
         self.steps_per_stage = steps_per_stage
@@ -123,7 +133,8 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         return {"gamma": _number(self, "gamma", high=1.0),
                 "lambda_": _number(self, "lambda_", high=1.0, high_inclusive=True),
                 "var_floor": _number(self, "var_floor"),
-                "decay": _number(self, "norm_decay", high=1.0)}
+                "decay": _number(self, "norm_decay", high=1.0),
+                "forget_bias": _number(self, "forget_bias", low=-math.inf)}
 
     @classmethod
     def _unit_test_params(cls):

@@ -98,6 +98,18 @@ def test_stage_schedule_and_freezing():
     assert np.any(snapshots[-1]["stages"]["weights"])
 
 
+def test_forget_bias_shifts_only_the_initial_forget_gate_biases():
+    shifted = ColumnarTD(n_columns=5, forget_bias=1.0, seed=7)
+    plain = ColumnarTD(n_columns=5, forget_bias=0.0, seed=7)
+    for model in (shifted, plain):
+        model.learn_one({"a": 0.0}, 0.0)  # one input, so that P is (n, 4, 3)
+    a, b = shifted.state_dict()["parameters"], plain.state_dict()["parameters"]
+    np.testing.assert_allclose(a[:, 1, -1] - b[:, 1, -1], 1.0)  # forget gate, bias
+    a[:, 1, -1] = b[:, 1, -1]
+    np.testing.assert_array_equal(a, b)
+    assert ColumnarTD().forget_bias == 1.0
+
+
 def test_normalisation_statistics_and_their_freezing():
     """Input statistics: exact mean and variance for the first 1 / (1 - norm_decay) steps,
     exponential after (numpy, independently); a column's state statistics freeze with it."""
@@ -187,6 +199,7 @@ def test_round_trip_in_the_middle_of_a_stage():
     ({"gamma": 1.0}, "gamma"), ({"lambda_": 1.5}, "lambda_"), ({"gamma": -0.1}, "gamma"),
     ({"columns_per_stage": 3}, "divide"), ({"steps_per_stage": 0}, "steps_per_stage"),
     ({"var_floor": -1.0}, "var_floor"), ({"norm_decay": 1.0}, "norm_decay"),
+    ({"forget_bias": float("nan")}, "forget_bias"),
 ])
 def test_bad_td_configurations(params, match):
     with pytest.raises(ValueError, match=match):
