@@ -24,9 +24,9 @@ Layout (every array is owned by Python, the kernel only views it):
   meta-gradients (dw_i/dp; the head learns by LMS, p by -delta (w_i TH + h_i AUX); PAPER.md
   section 5) and TD(lambda) (the eligibility trace e <- gamma lambda e + w_i TH; section 6).
 
-A call is split in two so that nothing changes on failure:
-:meth:`forward` computes the next states into scratch and checks them for non-finite values;
-:meth:`commit` then updates traces and parameters in place. Before touching anything, commit
+A call is split in two so that nothing changes on failure: :meth:`forward_dict` (or
+:meth:`run_rows`, row by row) computes the next states into scratch and checks them for
+non-finite values; :meth:`commit` then updates traces and parameters in place. Before touching anything, commit
 bounds every value it can write from per-column maxima kept by the previous commit; if a
 bound exceeds ``LIMIT`` it raises instead, so the in-place loop never has to be undone.
 """
@@ -325,18 +325,10 @@ cdef class ColumnarKernel:
         self.maxima[i, M_P] = s.mp
         self.maxima[i, M_AUX] = s.maux
 
-    def forward(self, const double[::1] x):
-        """Advance the states with x into scratch; return the prediction. Changes no state."""
-        cdef Py_ssize_t j
-        if x.shape[0] != self.m:
-            raise ValueError(f"expected {self.m} inputs, got {x.shape[0]}")
-        for j in range(self.m):
-            self.x_in[j] = x[j]
-        return self._forward_pending()
-
     def forward_dict(self, dict x, dict index):
-        """:meth:`forward` on a feature dict placed by ``index`` (name -> position; absent
-        features read 0), validated value by value (TypeError, ValueError). Returns None,
+        """The forward step (next states into scratch, nothing else changes) on a feature dict
+        placed by ``index`` (name -> position; absent features read 0), validated value by
+        value (TypeError, ValueError); returns the prediction. Returns None,
         having run nothing, when x names a feature ``index`` lacks. When the pending forward
         step has the same inputs (predict_one, then learn_one with the same x), its
         prediction is returned without running the step again."""
@@ -363,10 +355,6 @@ cdef class ColumnarKernel:
         for j in range(m):
             self.x_in[j] = nxt[j]
         return self._forward_pending()
-
-    def discard(self):
-        """Drop the pending forward step (the next commit needs a new forward)."""
-        self.pending = False
 
     cdef double _forward_pending(self) except? -1.0:
         """The forward step on ``x_in``; it becomes the pending step."""
@@ -469,7 +457,7 @@ cdef class ColumnarKernel:
         cdef double delta = 0.0
         cdef int status
         if not self.pending:
-            raise RuntimeError("commit() needs a forward() first")
+            raise RuntimeError("commit() needs a forward step first (forward_dict)")
         if self.release_gil:
             with nogil:
                 status = self._commit_core(y, learn, &delta)
