@@ -26,9 +26,10 @@ Layout (every array is owned by Python, the kernel only views it):
 
 A call is split in two so that nothing changes on failure: :meth:`forward_dict` (or
 :meth:`run_rows`, row by row) computes the next states into scratch and checks them for
-non-finite values; :meth:`commit` then updates traces and parameters in place. Before touching anything, commit
-bounds every value it can write from per-column maxima kept by the previous commit; if a
-bound exceeds ``LIMIT`` it raises instead, so the in-place loop never has to be undone.
+non-finite values; :meth:`commit` then updates traces and parameters in place. Before
+touching anything, commit bounds every value it can write from per-column maxima kept by the
+previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place loop never
+has to be undone.
 """
 from libc.math cimport fabs, isfinite, sqrt
 
