@@ -60,6 +60,15 @@ cdef enum:
     N_MAXIMA = 4
 
 cdef enum:
+    # a column's row of ``coef``: Kc[4] at C_KC, Kh[4] at C_KH, then A, E, B
+    C_KC = 0
+    C_KH = 4
+    C_A = 8
+    C_E = 9
+    C_B = 10
+    N_COEF = 11
+
+cdef enum:
     INACTIVE = 0
     FROZEN = 1
     LEARNING = 2
@@ -145,7 +154,7 @@ cdef extern from "_loops.h" nogil:
                int sgd, int learn)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd, bint gate_major)
-    void sl_gates(Py_ssize_t n, double* a)
+    void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
     void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
     void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
                  const double* kcd, const double* khd, double f, double A, double E, double B,
@@ -163,17 +172,13 @@ cdef enum:
 def activations(const double[::1] x):
     """(logistic(x), tanh(x)) elementwise, as the forward step computes them (for tests)."""
     import numpy as np
-    cdef Py_ssize_t i, n = x.shape[0]
-    gates = np.empty((n, 4))
-    cdef double[:, ::1] g = gates
-    for i in range(n):
-        g[i, 0] = x[i]
-        g[i, 1] = x[i]
-        g[i, 2] = x[i]
-        g[i, 3] = x[i]
+    cdef Py_ssize_t n = x.shape[0]
+    logistic, tanh = np.empty(n), np.empty(n)
+    cdef double[::1] lo = logistic, th = tanh
     if n:
-        sl_gates(n, &g[0, 0])
-    return gates[:, 0].copy(), gates[:, 3].copy()
+        sl_sigmoid_all(n, &x[0], &lo[0])
+        sl_tanh_all(n, &x[0], &th[0])
+    return logistic, tanh
 
 
 def raise_for_status(int status, double delta):
@@ -200,10 +205,11 @@ cdef class ColumnarKernel:
     cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
     # scratch of the pending forward step
     cdef double[::1] xn, new_mean, new_var, hn
-    cdef double[:, ::1] gates      # (n, 4) activations
+    cdef double[:, ::1] gates      # (4, n) activations, gate-major (contiguous per gate)
     cdef double[::1] h_new, c_new, tanh_c
     cdef double[:, ::1] maxima     # (n, 4): bounds on |TH|, |TC|, |P|, |AUX| per column
     cdef double[:, ::1] bounds     # (n, 4): the same after the pending commit
+    cdef double[:, ::1] coef       # (n, N_COEF): trace-recursion factors of the pending commit
     cdef double[::1] dv            # direct inputs of a column's own parameters
     cdef double[::1] x_in, x_next  # inputs of the pending forward step; forward_dict scratch
     cdef double[::1] kcd, khd      # direct-input terms of one block of a column's parameters
@@ -212,6 +218,7 @@ cdef class ColumnarKernel:
     cdef double y_hat_n, y_hat
     cdef Py_ssize_t n, m
     cdef bint pending, aux
+    cdef bint stages               # some column has stage weights (reads hn)
     cdef bint release_gil          # single steps release the GIL only when they are long
     cdef readonly int optimizer, rule
     cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
@@ -255,6 +262,7 @@ cdef class ColumnarKernel:
         self.x_var = arrays["x_var"]
         self.x_count = arrays["x_count"]
         self.n = self.P.shape[0]
+        self.stages = self.SP.shape[0] > 0
         self.m = self.P.shape[2] - 2
         if self.scalars.shape[0] != N_SCALARS:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
@@ -278,12 +286,13 @@ cdef class ColumnarKernel:
         self.new_mean = np.zeros(self.m)
         self.new_var = np.zeros(self.m)
         self.hn = np.zeros(self.n)
-        self.gates = np.zeros((self.n, 4))
+        self.gates = np.zeros((4, self.n))
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
         self.tanh_c = np.zeros(self.n)
         self.maxima = np.zeros((self.n, N_MAXIMA))
         self.bounds = np.zeros((self.n, N_MAXIMA))
+        self.coef = np.zeros((self.n, N_COEF))
         self.dv = np.ones(self.m + 2)
         self.x_in = np.zeros(self.m)
         block = max(self.m + 2, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
@@ -406,11 +415,13 @@ cdef class ColumnarKernel:
                         pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
                     for k in range(first, self.st_ptr[i + 1]):
                         pre = pre + self.SP[k, z] * self.hn[k - first]
-                    self.gates[i, z] = pre
-            sl_gates(hi - lo, &self.gates[lo, 0])
+                    self.gates[z, i] = pre
+            for z in range(GATE_G):  # input, forget, output gates: logistic; candidate: tanh
+                sl_sigmoid_all(hi - lo, &self.gates[z, lo], &self.gates[z, lo])
+            sl_tanh_all(hi - lo, &self.gates[GATE_G, lo], &self.gates[GATE_G, lo])
             for i in range(lo, hi):
-                self.c_new[i] = self.gates[i, GATE_F] * self.c[i] \
-                    + self.gates[i, GATE_I] * self.gates[i, GATE_G]
+                self.c_new[i] = self.gates[GATE_F, i] * self.c[i] \
+                    + self.gates[GATE_I, i] * self.gates[GATE_G, i]
             sl_tanh_all(hi - lo, &self.c_new[lo], &self.tanh_c[lo])
             for i in range(lo, hi):
                 if self.mode[i] == INACTIVE:  # not added yet: no state, no output
@@ -419,12 +430,11 @@ cdef class ColumnarKernel:
                     self.tanh_c[i] = 0.0
                     self.hn[i] = 0.0
                     continue
-                self.h_new[i] = self.gates[i, GATE_O] * self.tanh_c[i]
-                if self.normalize:
+                self.h_new[i] = self.gates[GATE_O, i] * self.tanh_c[i]
+                if self.stages:  # hn is read only by stage weights
                     self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
-                        / _std(self.hs_var[i], self.var_floor)
-                else:
-                    self.hn[i] = self.h_new[i]
+                        / _std(self.hs_var[i], self.var_floor) if self.normalize \
+                        else self.h_new[i]
                 if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
                     ok = False
             lo = hi
@@ -514,8 +524,6 @@ cdef class ColumnarKernel:
         cdef Py_ssize_t i, k, n = self.n, m = self.m
         cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
         cdef double head_step = 0.0, ha = self.head_step_size, gl = self.gamma * self.lambda_
-        cdef double[4] Kc
-        cdef double[4] Kh
         cdef bint td = self.rule == RULE_TD
         if td:
             if learn and self.scalars[S_HAS_PREV] != 0.0:
@@ -547,7 +555,7 @@ cdef class ColumnarKernel:
             self.dv[k] = self.xn[k]
         for i in range(n):
             if self.mode[i] == LEARNING:
-                self._column_update(i, delta, learn, Kc, Kh)
+                self._column_update(i, delta, learn)
                 for k in range(N_MAXIMA):  # the bounds are the new maxima
                     self.maxima[i, k] = self.bounds[i, k]
         self.commits += 1
@@ -583,26 +591,29 @@ cdef class ColumnarKernel:
 
     cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
         """Bound, per learning column, everything the in-place update can write (into
-        ``bounds``); False if any bound reaches LIMIT."""
+        ``bounds``), computing the column's trace-recursion factors on the way (into
+        ``coef``, for _column_update); False if any bound reaches LIMIT."""
         cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double A, E, B, dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0
+        cdef double dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0
         cdef double alpha = self.step_size, ha = self.head_step_size
-        cdef double gl = self.gamma * self.lambda_
-        cdef double[4] Kc
-        cdef double[4] Kh
+        cdef double gl = self.gamma * self.lambda_, rms_step = alpha / sqrt(1.0 - self.beta)
+        cdef double* q
         cdef bint ok = True
         for k in range(m):
             xmax = _max(xmax, fabs(self.xn[k]))
-        for k in range(n):
+        for k in range(n if self.stages else 0):  # |hn|: the inputs of stage weights
             xmax = _max(xmax, fabs(self.hn[k]))
         for i in range(n):
             if self.mode[i] != LEARNING:
                 continue
-            self._coefficients(i, Kc, Kh, &A, &E, &B)
+            q = &self.coef[i, 0]
+            self._coefficients(i, q)
             dmax = _max(xmax, fabs(self.h[i]))
-            tcb = self.gates[i, GATE_F] * self.maxima[i, M_TC] + fabs(A) * self.maxima[i, M_TH] \
-                + _max(_max(fabs(Kc[GATE_I]), fabs(Kc[GATE_F])), fabs(Kc[GATE_G])) * dmax
-            thb = fabs(B) * tcb + fabs(E) * self.maxima[i, M_TH] + fabs(Kh[GATE_O]) * dmax
+            tcb = self.gates[GATE_F, i] * self.maxima[i, M_TC] \
+                + fabs(q[C_A]) * self.maxima[i, M_TH] + dmax * _max(_max(
+                    fabs(q[C_KC + GATE_I]), fabs(q[C_KC + GATE_F])), fabs(q[C_KC + GATE_G]))
+            thb = fabs(q[C_B]) * tcb + fabs(q[C_E]) * self.maxima[i, M_TH] \
+                + fabs(q[C_KH + GATE_O]) * dmax
             if self.rule == RULE_META:
                 # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
                 auxb = self.maxima[i, M_AUX] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
@@ -615,7 +626,7 @@ cdef class ColumnarKernel:
             if self.optimizer == OPT_SGD:
                 pb = self.maxima[i, M_P] + alpha * gb
             else:
-                pb = self.maxima[i, M_P] + alpha / sqrt(1.0 - self.beta)
+                pb = self.maxima[i, M_P] + rms_step
             if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
                     and fabs(self.w[i]) + head_step < LIMIT):
                 ok = False
@@ -625,16 +636,18 @@ cdef class ColumnarKernel:
             self.bounds[i, M_AUX] = auxb
         return ok
 
-    cdef inline void _coefficients(self, Py_ssize_t i, double* Kc, double* Kh,
-                                   double* A, double* E, double* B) noexcept nogil:
-        """Per-column factors of the trace recursion (PAPER.md section 3):
-        TC' = f TC + A TH + Kc[z] d,  TH' = B TC' + E TH + Kh[z] d, with d the direct input."""
+    cdef inline void _coefficients(self, Py_ssize_t i, double* q) noexcept nogil:
+        """Column i's factors of the trace recursion (PAPER.md section 3) into its row q of
+        ``coef``: TC' = f TC + A TH + Kc[z] d,  TH' = B TC' + E TH + Kh[z] d, with d the
+        direct input and f the forget gate."""
         cdef Py_ssize_t m = self.m
-        cdef double gi = self.gates[i, GATE_I], gf = self.gates[i, GATE_F]
-        cdef double go = self.gates[i, GATE_O], gg = self.gates[i, GATE_G]
+        cdef double gi = self.gates[GATE_I, i], gf = self.gates[GATE_F, i]
+        cdef double go = self.gates[GATE_O, i], gg = self.gates[GATE_G, i]
         cdef double Di = gi * (1.0 - gi), Df = gf * (1.0 - gf)
         cdef double Do = go * (1.0 - go), Dg = 1.0 - gg * gg
         cdef double cp = self.c[i], T = self.tanh_c[i]
+        cdef double* Kc = q + C_KC
+        cdef double* Kh = q + C_KH
         Kc[GATE_I] = gg * Di
         Kc[GATE_F] = cp * Df
         Kc[GATE_O] = 0.0
@@ -643,23 +656,26 @@ cdef class ColumnarKernel:
         Kh[GATE_F] = 0.0
         Kh[GATE_O] = T * Do
         Kh[GATE_G] = 0.0
-        A[0] = Kc[GATE_I] * self.P[i, GATE_I, m] + Kc[GATE_F] * self.P[i, GATE_F, m] \
+        q[C_A] = Kc[GATE_I] * self.P[i, GATE_I, m] + Kc[GATE_F] * self.P[i, GATE_F, m] \
             + Kc[GATE_G] * self.P[i, GATE_G, m]
-        E[0] = Kh[GATE_O] * self.P[i, GATE_O, m]
-        B[0] = go * (1.0 - T * T)
+        q[C_E] = Kh[GATE_O] * self.P[i, GATE_O, m]
+        q[C_B] = go * (1.0 - T * T)
 
-    cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn,
-                                    double* Kc, double* Kh) noexcept nogil:
+    cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:
         """Traces of column i's parameters (own inputs, lateral weights, stage weights),
         then, if learning, the step on each one's gradient estimate: one loop over each of
         the three contiguous blocks. ``dv`` holds the direct inputs of the own parameters:
-        the m inputs (filled by commit), h_i(t-1), 1."""
+        the m inputs (filled by commit), h_i(t-1), 1; ``coef`` the factors (_bounds_ok)."""
         cdef Py_ssize_t k, first, count, K = self.m + 2
         cdef double* kcd = &self.kcd[0]
         cdef double* khd = &self.khd[0]
+        cdef const double* Kc = &self.coef[i, C_KC]
+        cdef const double* Kh = &self.coef[i, C_KH]
         cdef Step s
-        self._coefficients(i, Kc, Kh, &s.A, &s.E, &s.B)
-        s.f = self.gates[i, GATE_F]
+        s.A = self.coef[i, C_A]
+        s.E = self.coef[i, C_E]
+        s.B = self.coef[i, C_B]
+        s.f = self.gates[GATE_F, i]
         s.delta = delta
         s.w = self.w[i]
         s.h = self.h_new[i]

@@ -192,19 +192,15 @@ static inline double sl_tanh(double x) {
     return copysign(ax < 0.25 ? small : big, x);
 }
 
-/* Gate activations in place for n columns, 4 pre-activations each (input, forget, output:
-   logistic; candidate: tanh). */
-SL_CLONES static void sl_gates(ptrdiff_t n, sl_ptr a) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        a[4 * i] = sl_sigmoid(a[4 * i]);
-        a[4 * i + 1] = sl_sigmoid(a[4 * i + 1]);
-        a[4 * i + 2] = sl_sigmoid(a[4 * i + 2]);
-        a[4 * i + 3] = sl_tanh(a[4 * i + 3]);
-    }
+/* out[i] = logistic(x[i]); x and out may be the same array (each element is read before it
+   is written, at the same index). */
+SL_CLONES static void sl_sigmoid_all(ptrdiff_t n, const double *x, double *out) {
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = sl_sigmoid(x[i]);
 }
 
-/* out[i] = tanh(x[i]). */
-SL_CLONES static void sl_tanh_all(ptrdiff_t n, sl_cptr x, sl_ptr out) {
+/* out[i] = tanh(x[i]); in place allowed, as above. */
+SL_CLONES static void sl_tanh_all(ptrdiff_t n, const double *x, double *out) {
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = sl_tanh(x[i]);
 }
