@@ -88,7 +88,8 @@ class ColumnarLearner:
         if not isinstance(x, dict):
             raise TypeError(f"x must be a dict of feature values, got {type(x).__name__}")
         net = self._net
-        y_pred = net.kernel.forward_dict(x, net.index)
+        # an empty network knows no feature: its kernel would only report that
+        y_pred = net.kernel.forward_dict(x, net.index) if net.index or not x else None
         if y_pred is None:
             new = vectorize(x, net.index, net.x)  # validates every value; the new names
             if self._grown is None or self._grown[0] != new:

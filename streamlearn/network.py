@@ -97,8 +97,10 @@ def initial_laterals(config: NetworkConfig) -> tuple:
     weights U(-s, s). Returns CSR arrays (indptr (n + 1,), indices (nnz,)) by receiving
     column and the weights (nnz, 4)."""
     n, density = config.n_columns, config.lateral_density
+    if density == 0:  # nothing to draw (building a generator costs more than a small step)
+        return np.zeros(n + 1, np.intp), np.zeros(0, np.intp), np.zeros((0, 4))
     rng = np.random.default_rng([config.seed, 2])
-    counts = rng.binomial(n - 1, density, size=n) if density > 0 else np.zeros(n, np.int64)
+    counts = rng.binomial(n - 1, density, size=n)
     sources = [np.zeros(0, np.int64)]
     for i in np.flatnonzero(counts):
         others = np.sort(rng.choice(n - 1, size=counts[i], replace=False))
@@ -139,6 +141,8 @@ class ColumnarNetwork:
 
     Attributes: ``config``, ``names`` (feature names in input order), ``index``
     (name -> position), ``arrays`` (dict of numpy arrays), ``kernel``, ``x`` (input scratch).
+    The kernel is built on first use: a service creating a learner per key grows its empty
+    network on the first event, so the empty network's kernel would be thrown away unused.
     """
 
     def __init__(self, config: NetworkConfig, names: list, arrays: dict):
@@ -148,7 +152,7 @@ class ColumnarNetwork:
         if len(self.index) != len(self.names):
             raise ValueError("feature names must be unique")
         self.arrays = arrays
-        self.kernel = ColumnarKernel(arrays, **config.kernel_args())
+        self._kernel = None
         self.x = np.zeros(len(self.names))
 
     @classmethod
@@ -159,8 +163,9 @@ class ColumnarNetwork:
         indptr, indices, weights = initial_laterals(config)
         arrays.update(_group("L", weights, config), lat_ptr=indptr, lat_src=indices)
         st_ptr = stage_structure(config)
-        rng = np.random.default_rng([config.seed, 3])
-        stage_weights = rng.uniform(-config.init_scale, config.init_scale, size=(st_ptr[-1], 4))
+        stage_weights = np.random.default_rng([config.seed, 3]).uniform(
+            -config.init_scale, config.init_scale, size=(st_ptr[-1], 4)) if st_ptr[-1] \
+            else np.zeros((0, 4))
         arrays.update(_group("S", stage_weights, config), st_ptr=st_ptr,
                       mode=initial_modes(config), hs_mean=np.zeros(n), hs_var=np.ones(n))
         arrays.update(h=np.zeros(n), c=np.zeros(n), w=np.zeros(n), vw=np.ones(n),
@@ -168,6 +173,12 @@ class ColumnarNetwork:
                       x_var=np.zeros(0), x_count=np.zeros(0))
         arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
         return cls(config, [], arrays)
+
+    @property
+    def kernel(self) -> ColumnarKernel:
+        if self._kernel is None:
+            self._kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
+        return self._kernel
 
     @property
     def n_inputs(self) -> int:
@@ -197,7 +208,7 @@ class ColumnarNetwork:
 
     def reset_state(self) -> None:
         """Start a new episode: zero states, traces and eligibilities (h_0 = c_0 = 0 do not
-        depend on any parameter). Rebinding the kernel drops any pending forward step."""
+        depend on any parameter). Dropping the kernel drops any pending forward step."""
         for key in ("h", "c", "TH", "TC", "LTH", "LTC", "STH", "STC", "ew"):
             self.arrays[key][...] = 0.0
         if self.config.rule == "td":
@@ -205,7 +216,7 @@ class ColumnarNetwork:
                 self.arrays[key][...] = 0.0
             for key in ("previous_value", "has_previous", "head_bias_eligibility"):
                 self.arrays["scalars"][SCALARS.index(key)] = 0.0
-        self.kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
+        self._kernel = None
 
     def set_stage(self, stage: int) -> None:
         """Make ``stage`` the learning stage: earlier stages frozen, later ones not added."""
@@ -214,7 +225,7 @@ class ColumnarNetwork:
         mode[:stage * per] = FROZEN
         mode[stage * per:(stage + 1) * per] = LEARNING
         mode[(stage + 1) * per:] = INACTIVE
-        self.kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
+        self._kernel = None  # rebuilt on use, with exact maxima for the new stage
 
     def state(self, copy: bool = True) -> dict:
         """The network part of the public state dict (DESIGN.md section 3); with

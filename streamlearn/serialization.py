@@ -9,6 +9,7 @@ Nothing is ever unpickled: only float64/int64 arrays and JSON values can be read
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 
@@ -90,17 +91,20 @@ def unpack(data: bytes) -> dict:
         raise SerializationError(f"state header is unreadable: {exc}") from None
     offset = start + n_head
     arrays = {}
+    writable = bytearray(body)  # one copy: the arrays are writable views of it
     for spec in specs:
         dtype = _DTYPES.get(spec.get("dtype"))
         if dtype is None:
             raise SerializationError(f"unsupported dtype {spec.get('dtype')!r}")
         shape = tuple(int(s) for s in spec["shape"])
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if offset + size > len(body):
+        if any(s < 0 for s in shape):
+            raise SerializationError(f"negative shape {shape}")
+        count = math.prod(shape)
+        if offset + count * dtype.itemsize > len(body):
             raise SerializationError("state is truncated")
-        arrays[spec["path"]] = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize,
-                                             offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
-        offset += size
+        array = np.frombuffer(writable, dtype=dtype, count=count, offset=offset).reshape(shape)
+        arrays[spec["path"]] = array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+        offset += count * dtype.itemsize
     if offset != len(body):
         raise SerializationError("state has trailing bytes")
     return _join(tree, arrays)
