@@ -8,6 +8,7 @@ shape: a caller can prepare a grown network, use it for a pure prediction, and a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 import numpy as np
@@ -152,7 +153,6 @@ class ColumnarNetwork:
         if len(self.index) != len(self.names):
             raise ValueError("feature names must be unique")
         self.arrays = arrays
-        self._kernel = None
         self.x = np.zeros(len(self.names))
 
     @classmethod
@@ -174,11 +174,14 @@ class ColumnarNetwork:
         arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
         return cls(config, [], arrays)
 
-    @property
+    @functools.cached_property
     def kernel(self) -> ColumnarKernel:
-        if self._kernel is None:
-            self._kernel = ColumnarKernel(self.arrays, **self.config.kernel_args())
-        return self._kernel
+        """Built on first use, then a plain attribute (no call on the per-step path)."""
+        return ColumnarKernel(self.arrays, **self.config.kernel_args())
+
+    def _drop_kernel(self) -> None:
+        """Forget the kernel (and any pending forward step); the next use rebuilds it."""
+        self.__dict__.pop("kernel", None)
 
     @property
     def n_inputs(self) -> int:
@@ -216,7 +219,7 @@ class ColumnarNetwork:
                 self.arrays[key][...] = 0.0
             for key in ("previous_value", "has_previous", "head_bias_eligibility"):
                 self.arrays["scalars"][SCALARS.index(key)] = 0.0
-        self._kernel = None
+        self._drop_kernel()
 
     def set_stage(self, stage: int) -> None:
         """Make ``stage`` the learning stage: earlier stages frozen, later ones not added."""
@@ -225,7 +228,7 @@ class ColumnarNetwork:
         mode[:stage * per] = FROZEN
         mode[stage * per:(stage + 1) * per] = LEARNING
         mode[(stage + 1) * per:] = INACTIVE
-        self._kernel = None  # rebuilt on use, with exact maxima for the new stage
+        self._drop_kernel()  # rebuilt on use, with exact maxima for the new stage
 
     def state(self, copy: bool = True) -> dict:
         """The network part of the public state dict (DESIGN.md section 3); with
