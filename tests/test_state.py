@@ -2,12 +2,14 @@
 
 import copy
 import pickle
+import struct
+import zlib
 
 import numpy as np
 import pytest
 
-from streamlearn import ColumnarRegressor
-from streamlearn.serialization import SerializationError
+from streamlearn import ColumnarRegressor, serialization
+from streamlearn.serialization import MAGIC, SerializationError
 
 
 def _stream(seed, T):
@@ -91,6 +93,20 @@ def test_damaged_bytes_are_refused():
         ColumnarRegressor.from_bytes(data[: len(data) // 2])
     with pytest.raises(SerializationError, match="magic"):
         ColumnarRegressor.from_bytes(b"\x80\x04pickle" + data)
+
+
+def test_a_header_with_a_bad_shape_is_refused_even_with_a_valid_checksum():
+    def sealed(header: bytes, payload: bytes) -> bytes:
+        body = MAGIC + struct.pack("<Q", len(header)) + header + payload
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    good = b'{"arrays":[{"dtype":"<f8","path":"a","shape":[2]}],"tree":{"a":{"__array__":"a"}}}'
+    assert serialization.unpack(sealed(good, struct.pack("<2d", 1.5, -2.0)))["a"].tolist() \
+        == [1.5, -2.0]
+    with pytest.raises(SerializationError, match="negative shape"):
+        serialization.unpack(sealed(good.replace(b"[2]", b"[-2]"), b""))
+    with pytest.raises(SerializationError, match="truncated"):
+        serialization.unpack(sealed(good.replace(b"[2]", b"[3]"), struct.pack("<2d", 1, 2)))
 
 
 def test_load_state_dict_checks_what_it_loads():
