@@ -6,7 +6,10 @@ Layout (every array is owned by Python, the kernel only views it):
 * ``P``, ``TH``, ``TC``, ``V``: ``(n, 4, K)`` with ``K = m + 2``; gates in the order input,
   forget, output, candidate; along the last axis the m input weights, the self-recurrent
   weight u, the bias. ``TH = dh_i/dp`` and ``TC = dc_i/dp`` for the parameters of column i
-  (Javed, White & Sutton 2021); ``V`` is the RMSProp second moment.
+  (Javed, White & Sutton 2021); ``V`` is the RMSProp second moment. In memory they are
+  column-innermost, ``(4, K, n)`` C-contiguous, of which the ``(n, 4, K)`` array is a
+  transposed view (``streamlearn.network.column_array``): one parameter of every column is
+  a contiguous row, so per-column work runs as vector loops across columns (``_loops.h``).
 * ``h``, ``c``, ``w``, ``vw``, ``ew``: ``(n,)`` column states, head weights, their second
   moment and (TD) their eligibility.
 * ``scalars``: see ``S_*`` below (head bias, moments, target statistics, TD bookkeeping).
@@ -60,15 +63,6 @@ cdef enum:
     N_MAXIMA = 4
 
 cdef enum:
-    # a column's row of ``coef``: Kc[4] at C_KC, Kh[4] at C_KH, then A, E, B
-    C_KC = 0
-    C_KH = 4
-    C_A = 8
-    C_E = 9
-    C_B = 10
-    N_COEF = 11
-
-cdef enum:
     INACTIVE = 0
     FROZEN = 1
     LEARNING = 2
@@ -109,16 +103,21 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
-cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noexcept nogil:
-    """a . b with two independent accumulators (no reassociation by the compiler needed)."""
-    cdef Py_ssize_t j
-    cdef double s0 = 0.0, s1 = 0.0
-    for j in range(0, count - 1, 2):
-        s0 = s0 + a[j] * b[j]
-        s1 = s1 + a[j + 1] * b[j + 1]
-    if count % 2:
-        s0 = s0 + a[count - 1] * b[count - 1]
-    return s0 + s1
+cdef inline void _row_max(double* out, const double* row, Py_ssize_t n) noexcept nogil:
+    """out[i] = max(out[i], |row[i]|)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = _max(out[i], fabs(row[i]))
+
+
+def _column_rows(array, str name):
+    """The (4, K, n) C-contiguous memory behind a column-innermost (n, 4, K) state array."""
+    import numpy as np
+    rows = np.asarray(array).transpose(1, 2, 0)
+    if not rows.flags.c_contiguous or rows.dtype != np.float64:
+        raise ValueError(f"{name} must be a column-innermost float64 array "
+                         "(streamlearn.network.column_array)")
+    return rows
 
 
 cdef struct Step:
@@ -140,6 +139,40 @@ cdef inline void _track(Step* s, double th, double tc, double p, double aux) noe
 
 cdef extern from "_loops.h" nogil:
     # the per-parameter loops, compiled for several instruction sets (see _loops.h)
+    enum:
+        SL_TRACES
+        SL_SGD
+        SL_RMS
+        SL_TD
+        SL_META
+    enum:
+        # rows of ``coef``: Kc[4] from C_KC, Kh[4] from C_KH, then A, E, B
+        C_KC "SL_C_KC"
+        C_KH "SL_C_KH"
+        C_A "SL_C_A"
+        C_E "SL_C_E"
+        C_B "SL_C_B"
+        N_COEF "SL_N_COEF"
+    ctypedef struct sl_own_rule:
+        const double* f
+        const double* A
+        const double* E
+        const double* B
+        const double* Kc[4]
+        const double* Kh[4]
+        const double* w
+        const double* h
+        const double* hprev
+        int kind, sgd, learn
+        double delta, alpha, beta, eps, ge, ha
+    void sl_own(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride, double* P,
+                double* TH, double* TC, double* V, double* AUX, const double* xn,
+                const sl_own_rule* r)
+    void sl_preact(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
+                   const double* P, const double* x, const double* h, double* out)
+    void sl_coefficients(Py_ssize_t lo, Py_ssize_t hi, const double* gates, Py_ssize_t gs,
+                         const double* cp, const double* T, const double* u, Py_ssize_t us,
+                         double* coef, Py_ssize_t cs)
     void sl_traces(Py_ssize_t n, double* th, double* tc, const double* kcd, const double* khd,
                    double f, double A, double E, double B)
     void sl_regression_sgd(Py_ssize_t n, double* p, double* th, double* tc, const double* kcd,
@@ -153,7 +186,7 @@ cdef extern from "_loops.h" nogil:
                double delta, double w, double ge, double alpha, double beta, double eps,
                int sgd, int learn)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
-                   double* kcd, double* khd, bint gate_major)
+                   double* kcd, double* khd)
     void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
     void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
     void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
@@ -199,7 +232,7 @@ def raise_for_status(int status, double delta):
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
-    cdef double[:, :, ::1] P, TH, TC, V, AUX
+    cdef double[:, :, ::1] P, TH, TC, V, AUX   # (4, K, n): column-innermost
     cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
     cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
     cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
@@ -207,16 +240,15 @@ cdef class ColumnarKernel:
     cdef double[::1] xn, new_mean, new_var, hn
     cdef double[:, ::1] gates      # (4, n) activations, gate-major (contiguous per gate)
     cdef double[::1] h_new, c_new, tanh_c
-    cdef double[:, ::1] maxima     # (n, 4): bounds on |TH|, |TC|, |P|, |AUX| per column
-    cdef double[:, ::1] bounds     # (n, 4): the same after the pending commit
-    cdef double[:, ::1] coef       # (n, N_COEF): trace-recursion factors of the pending commit
-    cdef double[::1] dv            # direct inputs of a column's own parameters
+    cdef double[:, ::1] maxima     # (4, n): bounds on |TH|, |TC|, |P|, |AUX| per column
+    cdef double[:, ::1] bounds     # (4, n): the same after the pending commit
+    cdef double[:, ::1] coef       # (N_COEF, n): trace-recursion factors of the pending commit
     cdef double[::1] x_in, x_next  # inputs of the pending forward step; forward_dict scratch
-    cdef double[::1] kcd, khd      # direct-input terms of one block of a column's parameters
+    cdef double[::1] kcd, khd      # direct-input terms of a column's lateral or stage weights
     cdef double[::1] dl            # a column's lateral inputs h_j(t-1), gathered
     cdef Py_ssize_t commits
     cdef double y_hat_n, y_hat
-    cdef Py_ssize_t n, m
+    cdef Py_ssize_t n, m, K
     cdef bint pending, aux
     cdef bint stages               # some column has stage weights (reads hn)
     cdef bint release_gil          # single steps release the GIL only when they are long
@@ -228,10 +260,10 @@ cdef class ColumnarKernel:
                  str rule="regression", double head_step_size=0.0, double gamma=0.0,
                  double lambda_=0.0, double beta=0.9999, double eps=1e-8, double decay=0.9999,
                  double var_floor=1e-8):
-        self.P = arrays["P"]
-        self.TH = arrays["TH"]
-        self.TC = arrays["TC"]
-        self.V = arrays["V"]
+        self.P = _column_rows(arrays["P"], "P")
+        self.TH = _column_rows(arrays["TH"], "TH")
+        self.TC = _column_rows(arrays["TC"], "TC")
+        self.V = _column_rows(arrays["V"], "V")
         self.lat_ptr = arrays["lat_ptr"]
         self.lat_src = arrays["lat_src"]
         self.LP = arrays["LP"]
@@ -249,7 +281,7 @@ cdef class ColumnarKernel:
         self.rule = RULES.index(rule)
         self.aux = self.rule != RULE_REGRESSION
         if self.aux:
-            self.AUX = arrays["AUX"]
+            self.AUX = _column_rows(arrays["AUX"], "AUX")
             self.LAUX = arrays["LAUX"]
             self.SAUX = arrays["SAUX"]
         self.h = arrays["h"]
@@ -261,9 +293,10 @@ cdef class ColumnarKernel:
         self.x_mean = arrays["x_mean"]
         self.x_var = arrays["x_var"]
         self.x_count = arrays["x_count"]
-        self.n = self.P.shape[0]
+        self.n = self.P.shape[2]
         self.stages = self.SP.shape[0] > 0
-        self.m = self.P.shape[2] - 2
+        self.K = self.P.shape[1]
+        self.m = self.K - 2
         if self.scalars.shape[0] != N_SCALARS:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
         if self.lat_ptr.shape[0] != self.n + 1 or self.lat_ptr[self.n] != self.LP.shape[0]:
@@ -290,18 +323,18 @@ cdef class ColumnarKernel:
         self.h_new = np.zeros(self.n)
         self.c_new = np.zeros(self.n)
         self.tanh_c = np.zeros(self.n)
-        self.maxima = np.zeros((self.n, N_MAXIMA))
-        self.bounds = np.zeros((self.n, N_MAXIMA))
-        self.coef = np.zeros((self.n, N_COEF))
-        self.dv = np.ones(self.m + 2)
+        self.maxima = np.zeros((N_MAXIMA, self.n))
+        self.bounds = np.zeros((N_MAXIMA, self.n))
+        self.coef = np.zeros((N_COEF, self.n))  # rows Kc[o], Kh[i], Kh[f], Kh[g] stay 0
         self.x_in = np.zeros(self.m)
-        block = max(self.m + 2, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
+        block = max(1, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
         self.kcd = np.zeros(4 * block)
         self.dl = np.zeros(block)
         # releasing and retaking the GIL costs about as much as a step of a few hundred
         # parameters; other threads (metrics, I/O) wait at most one step of this size
-        self.release_gil = self.P.size + self.LP.size + self.SP.size >= RELEASE_GIL_PARAMETERS
+        self.release_gil = 4 * self.K * self.n + 4 * (self.LP.shape[0] + self.SP.shape[0]) \
+            >= RELEASE_GIL_PARAMETERS
         self.khd = np.zeros(4 * block)
         self.x_next = np.zeros(self.m)
         self.commits = 0
@@ -310,17 +343,26 @@ cdef class ColumnarKernel:
 
     cdef void _refresh_maxima(self) noexcept nogil:
         """Per-column max |TH|, |TC|, |P|, |AUX| (commit keeps them current after that)."""
-        cdef Py_ssize_t i, z, k
+        cdef Py_ssize_t i, z, k, n = self.n
         cdef Step s
-        for i in range(self.n):
-            s.mth = 0.0
-            s.mtc = 0.0
-            s.mp = 0.0
-            s.maux = 0.0
+        cdef double* mx
+        for k in range(N_MAXIMA):
+            mx = &self.maxima[k, 0]
+            for i in range(n):
+                mx[i] = 0.0
+        for z in range(4):  # own parameters: row by row, across columns
+            for k in range(self.K):
+                _row_max(&self.maxima[M_TH, 0], &self.TH[z, k, 0], n)
+                _row_max(&self.maxima[M_TC, 0], &self.TC[z, k, 0], n)
+                _row_max(&self.maxima[M_P, 0], &self.P[z, k, 0], n)
+                if self.aux:
+                    _row_max(&self.maxima[M_AUX, 0], &self.AUX[z, k, 0], n)
+        for i in range(n):  # then each column's lateral and stage weights
+            s.mth = self.maxima[M_TH, i]
+            s.mtc = self.maxima[M_TC, i]
+            s.mp = self.maxima[M_P, i]
+            s.maux = self.maxima[M_AUX, i]
             for z in range(4):
-                for k in range(self.m + 2):
-                    _track(&s, self.TH[i, z, k], self.TC[i, z, k], self.P[i, z, k],
-                           self.AUX[i, z, k] if self.aux else 0.0)
                 for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                     _track(&s, self.LTH[k, z], self.LTC[k, z], self.LP[k, z],
                            self.LAUX[k, z] if self.aux else 0.0)
@@ -330,10 +372,10 @@ cdef class ColumnarKernel:
             self._store_maxima(i, &s)
 
     cdef inline void _store_maxima(self, Py_ssize_t i, Step* s) noexcept nogil:
-        self.maxima[i, M_TH] = s.mth
-        self.maxima[i, M_TC] = s.mtc
-        self.maxima[i, M_P] = s.mp
-        self.maxima[i, M_AUX] = s.maux
+        self.maxima[M_TH, i] = s.mth
+        self.maxima[M_TC, i] = s.mtc
+        self.maxima[M_P, i] = s.mp
+        self.maxima[M_AUX, i] = s.maux
 
     def forward_dict(self, dict x, dict index):
         """The forward step (next states into scratch, nothing else changes) on a feature dict
@@ -382,13 +424,13 @@ cdef class ColumnarKernel:
 
     cdef bint _forward_core(self, const double* x) noexcept nogil:
         """The forward step into scratch; False if a value is non-finite or overflows.
-        Stage by stage: all pre-activations of a stage, then their activations and the
-        tanh of the new cell states in one vectorised call each (sl_gates, sl_tanh_all)."""
+        Stage by stage: the pre-activations of a stage's columns, their activations and the
+        tanh of the new cell states, each a vector loop across columns (_loops.h)."""
         cdef Py_ssize_t i, j, z, k, first, lo, hi
         cdef Py_ssize_t n = self.n, m = self.m
-        cdef double r, d, pre, hp, y_mean, y_sd, acc
+        cdef double r, d, pre, y_mean, y_sd, acc
         cdef bint ok = True
-        cdef const double* row
+        cdef bint extra = self.stages or self.LP.shape[0] > 0
         cdef const double* xn = &self.xn[0] if m else NULL
         for j in range(m):
             if self.normalize:
@@ -405,12 +447,13 @@ cdef class ColumnarKernel:
             while hi < n and self.st_ptr[hi + 1] - self.st_ptr[hi] == \
                     self.st_ptr[lo + 1] - self.st_ptr[lo]:
                 hi += 1
-            for i in range(lo, hi):  # pre-activations
-                hp = self.h[i]
+            for z in range(4):  # pre-activations from the own parameters
+                sl_preact(lo, hi, self.K, n, &self.P[z, 0, 0], xn, &self.h[0],
+                          &self.gates[z, 0])
+            for i in range(lo, hi if extra else lo):  # lateral and stage weights
                 first = self.st_ptr[i]
                 for z in range(4):
-                    row = &self.P[i, z, 0]
-                    pre = _dot(row, xn, m) + row[m] * hp + row[m + 1]
+                    pre = self.gates[z, i]
                     for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                         pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
                     for k in range(first, self.st_ptr[i + 1]):
@@ -551,13 +594,13 @@ cdef class ColumnarKernel:
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
             if not self._bounds_ok(delta, head_step):
                 return STATUS_DIVERGING
-        for k in range(m):
-            self.dv[k] = self.xn[k]
+        self._own_update(delta, learn)
         for i in range(n):
             if self.mode[i] == LEARNING:
-                self._column_update(i, delta, learn)
+                if self.lat_ptr[i + 1] > self.lat_ptr[i] or self.st_ptr[i + 1] > self.st_ptr[i]:
+                    self._column_update(i, delta, learn)
                 for k in range(N_MAXIMA):  # the bounds are the new maxima
-                    self.maxima[i, k] = self.bounds[i, k]
+                    self.maxima[k, i] = self.bounds[k, i]
         self.commits += 1
         if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
             self._refresh_maxima()
@@ -591,112 +634,128 @@ cdef class ColumnarKernel:
 
     cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
         """Bound, per learning column, everything the in-place update can write (into
-        ``bounds``), computing the column's trace-recursion factors on the way (into
-        ``coef``, for _column_update); False if any bound reaches LIMIT."""
+        ``bounds``), having computed the columns' trace-recursion factors (into ``coef``,
+        for the update; sl_coefficients); False if any bound reaches LIMIT."""
         cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0
+        cdef double dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0, w
         cdef double alpha = self.step_size, ha = self.head_step_size
         cdef double gl = self.gamma * self.lambda_, rms_step = alpha / sqrt(1.0 - self.beta)
-        cdef double* q
         cdef bint ok = True
         for k in range(m):
             xmax = _max(xmax, fabs(self.xn[k]))
         for k in range(n if self.stages else 0):  # |hn|: the inputs of stage weights
             xmax = _max(xmax, fabs(self.hn[k]))
+        sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
+                        &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
         for i in range(n):
             if self.mode[i] != LEARNING:
                 continue
-            q = &self.coef[i, 0]
-            self._coefficients(i, q)
+            w = fabs(self.w[i])
             dmax = _max(xmax, fabs(self.h[i]))
-            tcb = self.gates[GATE_F, i] * self.maxima[i, M_TC] \
-                + fabs(q[C_A]) * self.maxima[i, M_TH] + dmax * _max(_max(
-                    fabs(q[C_KC + GATE_I]), fabs(q[C_KC + GATE_F])), fabs(q[C_KC + GATE_G]))
-            thb = fabs(q[C_B]) * tcb + fabs(q[C_E]) * self.maxima[i, M_TH] \
-                + fabs(q[C_KH + GATE_O]) * dmax
+            tcb = self.gates[GATE_F, i] * self.maxima[M_TC, i] \
+                + fabs(self.coef[C_A, i]) * self.maxima[M_TH, i] + dmax * _max(_max(
+                    fabs(self.coef[C_KC + GATE_I, i]), fabs(self.coef[C_KC + GATE_F, i])),
+                    fabs(self.coef[C_KC + GATE_G, i]))
+            thb = fabs(self.coef[C_B, i]) * tcb + fabs(self.coef[C_E, i]) * self.maxima[M_TH, i] \
+                + fabs(self.coef[C_KH + GATE_O, i]) * dmax
             if self.rule == RULE_META:
                 # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
-                auxb = self.maxima[i, M_AUX] * (1.0 + ha) + ha * (fabs(delta) + fabs(self.w[i])) * thb
-                gb = fabs(delta) * (fabs(self.w[i]) * thb + self.maxima[i, M_AUX])
+                auxb = self.maxima[M_AUX, i] * (1.0 + ha) + ha * (fabs(delta) + w) * thb
+                gb = fabs(delta) * (w * thb + self.maxima[M_AUX, i])
             elif self.rule == RULE_TD:
-                auxb = gl * self.maxima[i, M_AUX] + fabs(self.w[i]) * thb
-                gb = fabs(delta) * self.maxima[i, M_AUX]
+                auxb = gl * self.maxima[M_AUX, i] + w * thb
+                gb = fabs(delta) * self.maxima[M_AUX, i]
             else:
-                gb = fabs(delta * self.w[i]) * thb
+                gb = fabs(delta) * w * thb
             if self.optimizer == OPT_SGD:
-                pb = self.maxima[i, M_P] + alpha * gb
+                pb = self.maxima[M_P, i] + alpha * gb
             else:
-                pb = self.maxima[i, M_P] + rms_step
+                pb = self.maxima[M_P, i] + rms_step
             if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
-                    and fabs(self.w[i]) + head_step < LIMIT):
+                    and w + head_step < LIMIT):
                 ok = False
-            self.bounds[i, M_TH] = thb
-            self.bounds[i, M_TC] = tcb
-            self.bounds[i, M_P] = pb
-            self.bounds[i, M_AUX] = auxb
+            self.bounds[M_TH, i] = thb
+            self.bounds[M_TC, i] = tcb
+            self.bounds[M_P, i] = pb
+            self.bounds[M_AUX, i] = auxb
         return ok
 
-    cdef inline void _coefficients(self, Py_ssize_t i, double* q) noexcept nogil:
-        """Column i's factors of the trace recursion (PAPER.md section 3) into its row q of
-        ``coef``: TC' = f TC + A TH + Kc[z] d,  TH' = B TC' + E TH + Kh[z] d, with d the
-        direct input and f the forget gate."""
-        cdef Py_ssize_t m = self.m
-        cdef double gi = self.gates[GATE_I, i], gf = self.gates[GATE_F, i]
-        cdef double go = self.gates[GATE_O, i], gg = self.gates[GATE_G, i]
-        cdef double Di = gi * (1.0 - gi), Df = gf * (1.0 - gf)
-        cdef double Do = go * (1.0 - go), Dg = 1.0 - gg * gg
-        cdef double cp = self.c[i], T = self.tanh_c[i]
-        cdef double* Kc = q + C_KC
-        cdef double* Kh = q + C_KH
-        Kc[GATE_I] = gg * Di
-        Kc[GATE_F] = cp * Df
-        Kc[GATE_O] = 0.0
-        Kc[GATE_G] = gi * Dg
-        Kh[GATE_I] = 0.0
-        Kh[GATE_F] = 0.0
-        Kh[GATE_O] = T * Do
-        Kh[GATE_G] = 0.0
-        q[C_A] = Kc[GATE_I] * self.P[i, GATE_I, m] + Kc[GATE_F] * self.P[i, GATE_F, m] \
-            + Kc[GATE_G] * self.P[i, GATE_G, m]
-        q[C_E] = Kh[GATE_O] * self.P[i, GATE_O, m]
-        q[C_B] = go * (1.0 - T * T)
+    cdef void _own_update(self, double delta, bint learn) noexcept nogil:
+        """Traces of every learning column's own parameters, then, if learning, the rule's
+        step on each one's gradient estimate (sl_own: vector loops across columns, over each
+        run of consecutive learning columns). ``coef`` holds the factors (_bounds_ok)."""
+        cdef Py_ssize_t lo = 0, hi, z, n = self.n
+        cdef sl_own_rule r
+        r.f = &self.gates[GATE_F, 0]
+        r.A = &self.coef[C_A, 0]
+        r.E = &self.coef[C_E, 0]
+        r.B = &self.coef[C_B, 0]
+        for z in range(4):
+            r.Kc[z] = &self.coef[C_KC + z, 0]
+            r.Kh[z] = &self.coef[C_KH + z, 0]
+        r.w = &self.w[0]
+        r.h = &self.h_new[0]
+        r.hprev = &self.h[0]
+        r.sgd = self.optimizer == OPT_SGD
+        r.learn = learn
+        r.delta = delta if learn else 0.0
+        r.alpha = self.step_size
+        r.beta = self.beta
+        r.eps = self.eps
+        r.ge = self.gamma * self.lambda_
+        r.ha = self.head_step_size
+        if self.rule == RULE_TD:
+            r.kind = SL_TD
+        elif self.rule == RULE_META:
+            r.kind = SL_META
+        else:
+            r.kind = SL_TRACES if not learn else SL_SGD if r.sgd else SL_RMS
+        while lo < n:
+            if self.mode[lo] != LEARNING:
+                lo += 1
+                continue
+            hi = lo + 1
+            while hi < n and self.mode[hi] == LEARNING:
+                hi += 1
+            sl_own(lo, hi, self.K, n, &self.P[0, 0, 0], &self.TH[0, 0, 0], &self.TC[0, 0, 0],
+                   &self.V[0, 0, 0], &self.AUX[0, 0, 0] if self.aux else NULL,
+                   &self.xn[0] if self.m else NULL, &r)
+            lo = hi
 
-    cdef inline void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:
-        """Traces of column i's parameters (own inputs, lateral weights, stage weights),
-        then, if learning, the step on each one's gradient estimate: one loop over each of
-        the three contiguous blocks. ``dv`` holds the direct inputs of the own parameters:
-        the m inputs (filled by commit), h_i(t-1), 1; ``coef`` the factors (_bounds_ok)."""
-        cdef Py_ssize_t k, first, count, K = self.m + 2
+    cdef void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:
+        """Traces of column i's lateral and stage weights, then, if learning, the step on
+        each one's gradient estimate: one loop over each of the two contiguous blocks, with
+        the column's factors from ``coef`` (_bounds_ok)."""
+        cdef Py_ssize_t k, z, first, count
         cdef double* kcd = &self.kcd[0]
         cdef double* khd = &self.khd[0]
-        cdef const double* Kc = &self.coef[i, C_KC]
-        cdef const double* Kh = &self.coef[i, C_KH]
+        cdef double Kc[4]
+        cdef double Kh[4]
         cdef Step s
-        s.A = self.coef[i, C_A]
-        s.E = self.coef[i, C_E]
-        s.B = self.coef[i, C_B]
+        for z in range(4):
+            Kc[z] = self.coef[C_KC + z, i]
+            Kh[z] = self.coef[C_KH + z, i]
+        s.A = self.coef[C_A, i]
+        s.E = self.coef[C_E, i]
+        s.B = self.coef[C_B, i]
         s.f = self.gates[GATE_F, i]
         s.delta = delta
         s.w = self.w[i]
         s.h = self.h_new[i]
         s.learn = learn
-        self.dv[self.m] = self.h[i]
-        sl_direct(K, &self.dv[0], Kc, Kh, kcd, khd, True)  # own: (gate z, input k) at z K + k
-        self._run(&s, &self.P[i, 0, 0], &self.TH[i, 0, 0], &self.TC[i, 0, 0],
-                  &self.V[i, 0, 0], &self.AUX[i, 0, 0] if self.aux else NULL, 4 * K)
         first = self.lat_ptr[i]
         count = self.lat_ptr[i + 1] - first
         if count:  # lateral weights: (source k, gate z) at 4 k + z, input h_j(t-1)
             for k in range(count):
                 self.dl[k] = self.h[self.lat_src[first + k]]
-            sl_direct(count, &self.dl[0], Kc, Kh, kcd, khd, False)
+            sl_direct(count, &self.dl[0], Kc, Kh, kcd, khd)
             self._run(&s, &self.LP[first, 0], &self.LTH[first, 0], &self.LTC[first, 0],
                       &self.LV[first, 0], &self.LAUX[first, 0] if self.aux else NULL,
                       4 * count)
         first = self.st_ptr[i]
         count = self.st_ptr[i + 1] - first
         if count:  # stage weights: (earlier column k, gate z) at 4 k + z, input its state
-            sl_direct(count, &self.hn[0], Kc, Kh, kcd, khd, False)
+            sl_direct(count, &self.hn[0], Kc, Kh, kcd, khd)
             self._run(&s, &self.SP[first, 0], &self.STH[first, 0], &self.STC[first, 0],
                       &self.SV[first, 0], &self.SAUX[first, 0] if self.aux else NULL,
                       4 * count)

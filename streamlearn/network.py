@@ -15,7 +15,8 @@ import numpy as np
 
 from streamlearn._columnar import ColumnarKernel
 
-__all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "LEARNING"]
+__all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "LEARNING",
+           "column_array", "empty_columns"]
 
 GATES = ("input", "forget", "output", "candidate")
 # Column modes (the kernel's ``mode`` array).
@@ -64,6 +65,22 @@ class NetworkConfig:
     @property
     def aux(self) -> bool:
         return self.rule != "regression"
+
+
+def empty_columns(shape: tuple) -> np.ndarray:
+    """An uninitialised (n, 4, K) per-parameter array stored column-innermost: the transposed
+    view of a C-contiguous (4, K, n) array, the layout the kernel runs on (one parameter of
+    every column is contiguous, so per-column work vectorises across columns). numpy keeps
+    the layout in copies with ``order="K"``; ``copy()`` (order "C") does not."""
+    n, gates, k = shape
+    return np.empty((gates, k, n)).transpose(2, 0, 1)
+
+
+def column_array(values: np.ndarray) -> np.ndarray:
+    """A column-innermost copy of an (n, 4, K) array (see :func:`empty_columns`)."""
+    out = empty_columns(values.shape)
+    out[...] = values
+    return out
 
 
 def _name_key(name) -> int:
@@ -132,7 +149,8 @@ def _group(prefix: str, values: np.ndarray, config: NetworkConfig) -> dict:
     for kind in _KINDS:
         if kind == "AUX" and not config.aux:
             continue
-        out[prefix + (kind or "P")] = values.copy() if not kind else np.zeros_like(values)
+        out[prefix + (kind or "P")] = np.copy(values, order="K") if not kind \
+            else np.zeros_like(values)
     out[prefix + "V"][...] = 1.0 if config.optimizer == "rmsprop" else 0.0
     return out
 
@@ -159,7 +177,7 @@ class ColumnarNetwork:
     def new(cls, config: NetworkConfig) -> "ColumnarNetwork":
         """A network with no input features yet."""
         n = config.n_columns
-        arrays = _group("", initial_column_parameters(config), config)
+        arrays = _group("", column_array(initial_column_parameters(config)), config)
         indptr, indices, weights = initial_laterals(config)
         arrays.update(_group("L", weights, config), lat_ptr=indptr, lat_src=indices)
         st_ptr = stage_structure(config)
@@ -194,10 +212,10 @@ class ColumnarNetwork:
         exact: a feature that was absent read as 0, so its weights had no influence yet.
         """
         m, k = self.n_inputs, len(new_names)
-        arrays = {key: value.copy() for key, value in self.arrays.items()}
+        arrays = {key: value.copy() for key, value in self.arrays.items() if value.ndim != 3}
         for key, value in self.arrays.items():
             if value.ndim == 3:
-                new = np.empty((value.shape[0], 4, m + k + 2))
+                new = empty_columns((value.shape[0], 4, m + k + 2))
                 new[:, :, :m] = value[:, :, :m]
                 new[:, :, m + k:] = value[:, :, m:]
                 new[:, :, m:m + k] = 1.0 if (key == "V" and self.config.optimizer == "rmsprop") \
@@ -366,7 +384,8 @@ def _csr(indptr, indices, n: int) -> tuple:
 
 
 def _array(value, name: str, shape: tuple) -> np.ndarray:
-    """A fresh, writable, finite float64 copy of ``value`` with the expected shape."""
+    """A fresh, writable, finite float64 copy of ``value`` with the expected shape
+    (column-innermost if it has three axes: a per-parameter array)."""
     try:
         out = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError):
@@ -375,4 +394,4 @@ def _array(value, name: str, shape: tuple) -> np.ndarray:
         raise ValueError(f"state entry {name!r} has shape {out.shape}, expected {shape}")
     if not np.all(np.isfinite(out)):
         raise ValueError(f"state entry {name!r} holds non-finite values")
-    return out
+    return column_array(out) if out.ndim == 3 else out
