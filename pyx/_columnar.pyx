@@ -35,6 +35,7 @@ previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place
 has to be undone.
 """
 from libc.math cimport fabs, isfinite, sqrt
+from libc.string cimport memcpy
 
 from _values cimport to_finite
 
@@ -54,18 +55,6 @@ cdef enum:
     S_HAS_PREV = 6     # TD: 1 when S_V_PREV is set (0 at the start of an episode)
     S_BIAS_E = 7       # TD: eligibility of the head bias
     N_SCALARS = 8
-
-cdef enum:
-    M_TH = 0
-    M_TC = 1
-    M_P = 2
-    M_AUX = 3
-    N_MAXIMA = 4
-
-cdef enum:
-    INACTIVE = 0
-    FROZEN = 1
-    LEARNING = 2
 
 OPTIMIZERS = ("sgd", "rmsprop")
 cdef enum:
@@ -153,6 +142,18 @@ cdef extern from "_loops.h" nogil:
         C_E "SL_C_E"
         C_B "SL_C_B"
         N_COEF "SL_N_COEF"
+    enum:
+        # rows of ``maxima`` and ``bounds``: on |TH|, |TC|, |P|, |AUX| of each column
+        M_TH "SL_M_TH"
+        M_TC "SL_M_TC"
+        M_P "SL_M_P"
+        M_AUX "SL_M_AUX"
+        N_MAXIMA "SL_N_MAXIMA"
+    enum:
+        # a column's mode (the ``mode`` array)
+        INACTIVE "SL_MODE_INACTIVE"
+        FROZEN "SL_MODE_FROZEN"
+        LEARNING "SL_MODE_LEARNING"
     ctypedef struct sl_own_rule:
         const double* f
         const double* A
@@ -173,6 +174,12 @@ cdef extern from "_loops.h" nogil:
     void sl_coefficients(Py_ssize_t lo, Py_ssize_t hi, const double* gates, Py_ssize_t gs,
                          const double* cp, const double* T, const double* u, Py_ssize_t us,
                          double* coef, Py_ssize_t cs)
+    bint sl_bounds(Py_ssize_t n, const Py_ssize_t* mode, const double* coef, Py_ssize_t cs,
+                   const double* gf, const double* h, const double* w, const double* mx,
+                   double* out, double xmax, double delta, int rule, int sgd, double alpha,
+                   double rms_step, double ha, double gl, double head_step, double limit)
+    void sl_head(Py_ssize_t n, const Py_ssize_t* mode, double* w, double* vw, const double* e,
+                 double delta, double alpha, double beta, double eps, int sgd)
     void sl_traces(Py_ssize_t n, double* th, double* tc, const double* kcd, const double* khd,
                    double f, double A, double E, double B)
     void sl_regression_sgd(Py_ssize_t n, double* p, double* th, double* tc, const double* kcd,
@@ -595,12 +602,11 @@ cdef class ColumnarKernel:
             if not self._bounds_ok(delta, head_step):
                 return STATUS_DIVERGING
         self._own_update(delta, learn)
-        for i in range(n):
+        for i in range(n if self.LP.shape[0] or self.stages else 0):
             if self.mode[i] == LEARNING:
-                if self.lat_ptr[i + 1] > self.lat_ptr[i] or self.st_ptr[i + 1] > self.st_ptr[i]:
-                    self._column_update(i, delta, learn)
-                for k in range(N_MAXIMA):  # the bounds are the new maxima
-                    self.maxima[k, i] = self.bounds[k, i]
+                self._column_update(i, delta, learn)
+        # the bounds are the new maxima (sl_bounds kept those of the other columns)
+        memcpy(&self.maxima[0, 0], &self.bounds[0, 0], N_MAXIMA * n * sizeof(double))
         self.commits += 1
         if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
             self._refresh_maxima()
@@ -610,9 +616,8 @@ cdef class ColumnarKernel:
             self._head_eligibility()
             self.scalars[S_V_PREV] = self.y_hat
             self.scalars[S_HAS_PREV] = 1.0
-        for i in range(n):
-            self.h[i] = self.h_new[i]
-            self.c[i] = self.c_new[i]
+        memcpy(&self.h[0], &self.h_new[0], n * sizeof(double))
+        memcpy(&self.c[0], &self.c_new[0], n * sizeof(double))
         if self.normalize:
             for k in range(m):
                 self.x_mean[k] = self.new_mean[k]
@@ -634,51 +639,23 @@ cdef class ColumnarKernel:
 
     cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
         """Bound, per learning column, everything the in-place update can write (into
-        ``bounds``), having computed the columns' trace-recursion factors (into ``coef``,
-        for the update; sl_coefficients); False if any bound reaches LIMIT."""
-        cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double dmax, xmax = 1.0, tcb, thb, gb, pb, auxb = 0.0, w
+        ``bounds``; sl_bounds), having computed the columns' trace-recursion factors (into
+        ``coef``, for the update; sl_coefficients); False if any bound reaches LIMIT."""
+        cdef Py_ssize_t k, n = self.n, m = self.m
+        cdef double xmax = 1.0
         cdef double alpha = self.step_size, ha = self.head_step_size
         cdef double gl = self.gamma * self.lambda_, rms_step = alpha / sqrt(1.0 - self.beta)
-        cdef bint ok = True
         for k in range(m):
             xmax = _max(xmax, fabs(self.xn[k]))
         for k in range(n if self.stages else 0):  # |hn|: the inputs of stage weights
             xmax = _max(xmax, fabs(self.hn[k]))
         sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
                         &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
-        for i in range(n):
-            if self.mode[i] != LEARNING:
-                continue
-            w = fabs(self.w[i])
-            dmax = _max(xmax, fabs(self.h[i]))
-            tcb = self.gates[GATE_F, i] * self.maxima[M_TC, i] \
-                + fabs(self.coef[C_A, i]) * self.maxima[M_TH, i] + dmax * _max(_max(
-                    fabs(self.coef[C_KC + GATE_I, i]), fabs(self.coef[C_KC + GATE_F, i])),
-                    fabs(self.coef[C_KC + GATE_G, i]))
-            thb = fabs(self.coef[C_B, i]) * tcb + fabs(self.coef[C_E, i]) * self.maxima[M_TH, i] \
-                + fabs(self.coef[C_KH + GATE_O, i]) * dmax
-            if self.rule == RULE_META:
-                # |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|)
-                auxb = self.maxima[M_AUX, i] * (1.0 + ha) + ha * (fabs(delta) + w) * thb
-                gb = fabs(delta) * (w * thb + self.maxima[M_AUX, i])
-            elif self.rule == RULE_TD:
-                auxb = gl * self.maxima[M_AUX, i] + w * thb
-                gb = fabs(delta) * self.maxima[M_AUX, i]
-            else:
-                gb = fabs(delta) * w * thb
-            if self.optimizer == OPT_SGD:
-                pb = self.maxima[M_P, i] + alpha * gb
-            else:
-                pb = self.maxima[M_P, i] + rms_step
-            if not (tcb < LIMIT and thb < LIMIT and gb < LIMIT and pb < LIMIT and auxb < LIMIT
-                    and w + head_step < LIMIT):
-                ok = False
-            self.bounds[M_TH, i] = thb
-            self.bounds[M_TC, i] = tcb
-            self.bounds[M_P, i] = pb
-            self.bounds[M_AUX, i] = auxb
-        return ok
+        return sl_bounds(n, &self.mode[0], &self.coef[0, 0], n, &self.gates[GATE_F, 0],
+                         &self.h[0], &self.w[0], &self.maxima[0, 0], &self.bounds[0, 0], xmax,
+                         delta, SL_META if self.rule == RULE_META else
+                         SL_TD if self.rule == RULE_TD else SL_RMS,
+                         self.optimizer == OPT_SGD, alpha, rms_step, ha, gl, head_step, LIMIT)
 
     cdef void _own_update(self, double delta, bint learn) noexcept nogil:
         """Traces of every learning column's own parameters, then, if learning, the rule's
@@ -802,16 +779,9 @@ cdef class ColumnarKernel:
             for i in range(self.n):
                 active += self.mode[i] != INACTIVE
             alpha = alpha / (active if active > 0 else 1)
-        for i in range(self.n):
-            if self.mode[i] == INACTIVE:
-                continue
-            g = -delta * (self.ew[i] if td else self.h_new[i])
-            if self.optimizer == OPT_SGD:
-                self.w[i] -= alpha * g
-            else:
-                v = beta * self.vw[i] + (1.0 - beta) * g * g
-                self.vw[i] = v
-                self.w[i] -= alpha * g / (sqrt(v) + eps)
+        sl_head(self.n, &self.mode[0], &self.w[0], &self.vw[0],
+                &self.ew[0] if td else &self.h_new[0], delta, alpha, beta, eps,
+                self.optimizer == OPT_SGD)
         g = -delta * (self.scalars[S_BIAS_E] if td else 1.0)
         if self.optimizer == OPT_SGD:
             self.scalars[S_BIAS] -= alpha * g

@@ -280,6 +280,72 @@ SL_CLONES static void sl_coefficients(ptrdiff_t lo, ptrdiff_t hi, const double *
     }
 }
 
+/* Rows of the per-column bounds arrays (4, n): on |TH|, |TC|, |p|, |AUX| of the column. */
+enum { SL_M_TH = 0, SL_M_TC = 1, SL_M_P = 2, SL_M_AUX = 3, SL_N_MAXIMA = 4 };
+/* A column's mode: not added yet, frozen (an earlier stage), learning. */
+enum { SL_MODE_INACTIVE = 0, SL_MODE_FROZEN = 1, SL_MODE_LEARNING = 2 };
+
+/* Bounds on what the coming in-place update can write, for every learning column, from the
+   bounds `mx` before it (the other columns keep theirs): with d <= dmax = max(xmax, |h_i|)
+   the largest direct input,
+     |TC'| <= f |TC| + |A| |TH| + dmax max |Kc|,     |TH'| <= |B| |TC'| + |E| |TH| + |Kh[o]| dmax,
+   then the rule's |AUX'| and |g|, and |p'| <= |p| + alpha |g| (SGD) or + rms_step (RMSProp:
+   v >= (1 - beta) g^2 caps a step at alpha / sqrt(1 - beta)). Returns 1 if every bound, and
+   |w_i| + head_step, stays below `limit` (NaN compares false: not ok). */
+SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double *coef,
+                               ptrdiff_t cs, const double *gf, const double *h,
+                               const double *w, sl_cptr mx, sl_ptr out, double xmax,
+                               double delta, int rule, int sgd, double alpha,
+                               double rms_step, double ha, double gl, double head_step,
+                               double limit) {
+    const double *mth = mx + SL_M_TH * n, *mtc = mx + SL_M_TC * n, *mp = mx + SL_M_P * n,
+                 *maux = mx + SL_M_AUX * n;
+    double ad = fabs(delta);
+    int bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double aw = fabs(w[i]), ah = fabs(h[i]);
+        double dmax = xmax > ah ? xmax : ah;
+        double kc = fabs(coef[SL_C_KC * cs + i]), kf = fabs(coef[(SL_C_KC + 1) * cs + i]);
+        double kg = fabs(coef[(SL_C_KC + 3) * cs + i]);
+        kc = kc > kf ? kc : kf;
+        kc = kc > kg ? kc : kg;
+        double tcb = gf[i] * mtc[i] + fabs(coef[SL_C_A * cs + i]) * mth[i] + dmax * kc;
+        double thb = fabs(coef[SL_C_B * cs + i]) * tcb + fabs(coef[SL_C_E * cs + i]) * mth[i]
+            + fabs(coef[(SL_C_KH + 2) * cs + i]) * dmax;
+        /* meta: |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|) */
+        double auxb = rule == SL_META ? maux[i] * (1.0 + ha) + ha * (ad + aw) * thb
+            : rule == SL_TD ? gl * maux[i] + aw * thb : 0.0;
+        double gb = rule == SL_META ? ad * (aw * thb + maux[i])
+            : rule == SL_TD ? ad * maux[i] : ad * aw * thb;
+        double pb = mp[i] + (sgd ? alpha * gb : rms_step);
+        int learning = mode[i] == SL_MODE_LEARNING;
+        int fine = (tcb < limit) & (thb < limit) & (gb < limit) & (pb < limit)
+            & (auxb < limit) & (aw + head_step < limit);  /* no branches: vectorises */
+        bad |= learning & !fine;
+        out[SL_M_TH * n + i] = learning ? thb : mth[i];
+        out[SL_M_TC * n + i] = learning ? tcb : mtc[i];
+        out[SL_M_P * n + i] = learning ? pb : mp[i];
+        out[SL_M_AUX * n + i] = learning ? auxb : maux[i];
+    }
+    return !bad;
+}
+
+/* The linear head's step for the columns in use (mode != 0): g = -delta e_i with e_i = h_i
+   (regression) or its eligibility (TD), SGD or RMSProp (moments vw). */
+SL_CLONES static void sl_head(ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_ptr vw,
+                              sl_cptr e, double delta, double alpha, double beta, double eps,
+                              int sgd) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        if (mode[i] != SL_MODE_INACTIVE) {
+            double g = -delta * e[i];
+            if (sgd)
+                w[i] -= alpha * g;
+            else
+                sl_rmsprop(&w[i], &vw[i], g, alpha, beta, eps);
+        }
+    }
+}
+
 /* ---- activations, vectorisable (the forward step applies them to whole blocks) ---------- */
 
 /* exp(x) to about 1 ulp, x clamped to [-708, 709] (so the result and 1 + it stay finite; NaN

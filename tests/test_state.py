@@ -77,6 +77,29 @@ def test_state_dict_layout():
     assert np.any(model.state_dict()["parameters"] != 0.0)
 
 
+@pytest.mark.parametrize("n_columns", [7, 600])
+def test_per_parameter_arrays_stay_column_innermost(n_columns):
+    """New, grown and loaded networks keep the kernel's layout: (n, 4, K) views of
+    C-contiguous (4, K, n) memory on a cache line; a C-ordered array is refused."""
+    from streamlearn._columnar import ColumnarKernel
+
+    model = ColumnarRegressor(n_columns=n_columns, seed=1, meta=True)
+    loaded = ColumnarRegressor(n_columns=n_columns, seed=1, meta=True)
+    for x, y in _stream(2, 60):  # grows from 0 to 2 to 3 features
+        model.learn_one(x, y)
+    loaded.load_state_dict(model.state_dict())
+    for net in (ColumnarRegressor(n_columns=n_columns)._net, model._net, loaded._net):
+        for key in ("P", "TH", "TC", "V", "AUX"):
+            if key not in net.arrays:
+                continue
+            rows = net.arrays[key].transpose(1, 2, 0)
+            assert rows.flags.c_contiguous, key
+            assert rows.ctypes.data % 64 == 0, key
+    arrays = dict(model._net.arrays, P=np.ascontiguousarray(model._net.arrays["P"]))
+    with pytest.raises(ValueError, match="column-innermost"):
+        ColumnarKernel(arrays, **model._net.config.kernel_args())
+
+
 def test_to_bytes_is_deterministic():
     a, b = ColumnarRegressor(seed=3), ColumnarRegressor(seed=3)
     for x, y in _stream(2, 100):
