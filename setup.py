@@ -28,7 +28,8 @@ setup(
     ext_modules=cythonize(
         [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"], extra_compile_args=FLAGS,
                    define_macros=MACROS,
-                   depends=["pyx/_loops.h", "pyx/_math.pxd", "pyx/_values.pxd"])
+                   depends=["pyx/_loops.h", "pyx/_own.h", "pyx/_math.pxd",
+                            "pyx/_values.pxd"])
          for name in MODULES],
         compiler_directives=DIRECTIVES,
         include_path=["pyx"],

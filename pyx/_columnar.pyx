@@ -69,6 +69,8 @@ cdef enum:
 
 # Largest magnitude any stored value may reach; squares of it stay finite.
 cdef double LIMIT = 1e150
+# The same for float32 parameters: squares of it (gradients in RMSProp) stay finite in float.
+cdef double LIMIT_F32 = 1e18
 # Commits between exact rescans of the per-column maxima (in between, each commit's bounds
 # stand in for them: they are upper bounds, so the overflow check stays safe).
 cdef Py_ssize_t REFRESH_EVERY = 64
@@ -92,20 +94,13 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
-cdef inline void _row_max(double* out, const double* row, Py_ssize_t n) noexcept nogil:
-    """out[i] = max(out[i], |row[i]|)."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = _max(out[i], fabs(row[i]))
-
-
-def _column_rows(array, str name):
+def _column_rows(array, str name, dtype):
     """The (4, K, n) C-contiguous memory behind a column-innermost (n, 4, K) state array."""
     import numpy as np
     rows = np.asarray(array).transpose(1, 2, 0)
-    if not rows.flags.c_contiguous or rows.dtype != np.float64:
-        raise ValueError(f"{name} must be a column-innermost float64 array "
-                         "(streamlearn.network.column_array)")
+    if not rows.flags.c_contiguous or rows.dtype != dtype:
+        raise ValueError(f"{name} must be a column-innermost {np.dtype(dtype).name} array "
+                         "(streamlearn.network.column_array), like P")
     return rows
 
 
@@ -166,14 +161,37 @@ cdef extern from "_loops.h" nogil:
         const double* hprev
         int kind, sgd, learn
         double delta, alpha, beta, eps, ge, ha
+    ctypedef struct sl_own_rule_f32:
+        const float* f
+        const float* A
+        const float* E
+        const float* B
+        const float* Kc[4]
+        const float* Kh[4]
+        const float* w
+        const float* h
+        const float* hprev
+        int kind, sgd, learn
+        float delta, alpha, beta, eps, ge, ha
     void sl_own(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride, double* P,
                 double* TH, double* TC, double* V, double* AUX, const double* xn,
                 const sl_own_rule* r)
+    void sl_own_f32(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride, float* P,
+                    float* TH, float* TC, float* V, float* AUX, const double* xn,
+                    const sl_own_rule_f32* r)
     void sl_preact(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
                    const double* P, const double* x, const double* h, double* out)
+    void sl_preact_f32(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
+                       const float* P, const double* x, const double* h, double* out)
     void sl_coefficients(Py_ssize_t lo, Py_ssize_t hi, const double* gates, Py_ssize_t gs,
                          const double* cp, const double* T, const double* u, Py_ssize_t us,
                          double* coef, Py_ssize_t cs)
+    void sl_coefficients_f32(Py_ssize_t lo, Py_ssize_t hi, const double* gates,
+                             Py_ssize_t gs, const double* cp, const double* T, const float* u,
+                             Py_ssize_t us, double* coef, Py_ssize_t cs)
+    void sl_row_max(Py_ssize_t n, double* out, const double* row)
+    void sl_row_max_f32(Py_ssize_t n, double* out, const float* row)
+    void sl_narrow(Py_ssize_t n, Py_ssize_t rows, const double* const* src, float* dst)
     bint sl_bounds(Py_ssize_t n, const Py_ssize_t* mode, const double* coef, Py_ssize_t cs,
                    const double* gf, const double* h, const double* w, const double* mx,
                    double* out, double xmax, double delta, int rule, int sgd, double alpha,
@@ -203,6 +221,14 @@ cdef extern from "_loops.h" nogil:
 
 
 cdef enum:
+    # rows of ``fac32``: the N_COEF rows of ``coef``, then the forget gate, w, h(t), h(t-1)
+    F_F = N_COEF
+    F_W = N_COEF + 1
+    F_H = N_COEF + 2
+    F_HPREV = N_COEF + 3
+    N_FAC32 = N_COEF + 4
+
+cdef enum:
     STATUS_OK = 0
     STATUS_ERROR = 1
     STATUS_DIVERGING = 2
@@ -228,7 +254,8 @@ def raise_for_status(int status, double delta):
             f"the error {delta!r} is not finite or too large; the state was left unchanged")
     if status == STATUS_DIVERGING:
         raise FloatingPointError(
-            "this step would push traces or parameters beyond 1e150 (diverging); the state "
+            "this step would push traces or parameters beyond 1e150 (1e18 for float32: "
+            "diverging); the state "
             "was left unchanged: lower step_size or use normalize=True")
     if status == STATUS_FORWARD:
         raise FloatingPointError(
@@ -240,6 +267,10 @@ cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
     cdef double[:, :, ::1] P, TH, TC, V, AUX   # (4, K, n): column-innermost
+    cdef float[:, :, ::1] P32, TH32, TC32, V32, AUX32  # the same when f32
+    cdef bint f32                  # the own parameters are float32
+    cdef float[:, ::1] fac32       # (N_FAC32, n): factor rows of a float32 step
+    cdef double limit              # LIMIT, or LIMIT_F32 for float32 parameters
     cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
     cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
     cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
@@ -267,10 +298,24 @@ cdef class ColumnarKernel:
                  str rule="regression", double head_step_size=0.0, double gamma=0.0,
                  double lambda_=0.0, double beta=0.9999, double eps=1e-8, double decay=0.9999,
                  double var_floor=1e-8):
-        self.P = _column_rows(arrays["P"], "P")
-        self.TH = _column_rows(arrays["TH"], "TH")
-        self.TC = _column_rows(arrays["TC"], "TC")
-        self.V = _column_rows(arrays["V"], "V")
+        import numpy as np
+        self.rule = RULES.index(rule)
+        self.aux = self.rule != RULE_REGRESSION
+        dtype = np.asarray(arrays["P"]).dtype
+        if dtype not in (np.float64, np.float32):
+            raise ValueError(f"P must be float64 or float32, got {dtype}")
+        self.f32 = dtype == np.float32
+        self.limit = LIMIT_F32 if self.f32 else LIMIT
+        P, TH, TC, V = [_column_rows(arrays[key], key, dtype) for key in ("P", "TH", "TC", "V")]
+        AUX = _column_rows(arrays["AUX"], "AUX", dtype) if self.aux else None
+        if self.f32:
+            self.P32, self.TH32, self.TC32, self.V32 = P, TH, TC, V
+            if self.aux:
+                self.AUX32 = AUX
+        else:
+            self.P, self.TH, self.TC, self.V = P, TH, TC, V
+            if self.aux:
+                self.AUX = AUX
         self.lat_ptr = arrays["lat_ptr"]
         self.lat_src = arrays["lat_src"]
         self.LP = arrays["LP"]
@@ -285,10 +330,7 @@ cdef class ColumnarKernel:
         self.SV = arrays["SV"]
         self.hs_mean = arrays["hs_mean"]
         self.hs_var = arrays["hs_var"]
-        self.rule = RULES.index(rule)
-        self.aux = self.rule != RULE_REGRESSION
         if self.aux:
-            self.AUX = _column_rows(arrays["AUX"], "AUX")
             self.LAUX = arrays["LAUX"]
             self.SAUX = arrays["SAUX"]
         self.h = arrays["h"]
@@ -300,9 +342,9 @@ cdef class ColumnarKernel:
         self.x_mean = arrays["x_mean"]
         self.x_var = arrays["x_var"]
         self.x_count = arrays["x_count"]
-        self.n = self.P.shape[2]
+        self.n = P.shape[2]
         self.stages = self.SP.shape[0] > 0
-        self.K = self.P.shape[1]
+        self.K = P.shape[1]
         self.m = self.K - 2
         if self.scalars.shape[0] != N_SCALARS:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
@@ -333,6 +375,8 @@ cdef class ColumnarKernel:
         self.maxima = np.zeros((N_MAXIMA, self.n))
         self.bounds = np.zeros((N_MAXIMA, self.n))
         self.coef = np.zeros((N_COEF, self.n))  # rows Kc[o], Kh[i], Kh[f], Kh[g] stay 0
+        if self.f32:
+            self.fac32 = np.zeros((N_FAC32, self.n), np.float32)
         self.x_in = np.zeros(self.m)
         block = max(1, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
@@ -359,11 +403,18 @@ cdef class ColumnarKernel:
                 mx[i] = 0.0
         for z in range(4):  # own parameters: row by row, across columns
             for k in range(self.K):
-                _row_max(&self.maxima[M_TH, 0], &self.TH[z, k, 0], n)
-                _row_max(&self.maxima[M_TC, 0], &self.TC[z, k, 0], n)
-                _row_max(&self.maxima[M_P, 0], &self.P[z, k, 0], n)
-                if self.aux:
-                    _row_max(&self.maxima[M_AUX, 0], &self.AUX[z, k, 0], n)
+                if self.f32:
+                    sl_row_max_f32(n, &self.maxima[M_TH, 0], &self.TH32[z, k, 0])
+                    sl_row_max_f32(n, &self.maxima[M_TC, 0], &self.TC32[z, k, 0])
+                    sl_row_max_f32(n, &self.maxima[M_P, 0], &self.P32[z, k, 0])
+                    if self.aux:
+                        sl_row_max_f32(n, &self.maxima[M_AUX, 0], &self.AUX32[z, k, 0])
+                else:
+                    sl_row_max(n, &self.maxima[M_TH, 0], &self.TH[z, k, 0])
+                    sl_row_max(n, &self.maxima[M_TC, 0], &self.TC[z, k, 0])
+                    sl_row_max(n, &self.maxima[M_P, 0], &self.P[z, k, 0])
+                    if self.aux:
+                        sl_row_max(n, &self.maxima[M_AUX, 0], &self.AUX[z, k, 0])
         for i in range(n):  # then each column's lateral and stage weights
             s.mth = self.maxima[M_TH, i]
             s.mtc = self.maxima[M_TC, i]
@@ -455,8 +506,12 @@ cdef class ColumnarKernel:
                     self.st_ptr[lo + 1] - self.st_ptr[lo]:
                 hi += 1
             for z in range(4):  # pre-activations from the own parameters
-                sl_preact(lo, hi, self.K, n, &self.P[z, 0, 0], xn, &self.h[0],
-                          &self.gates[z, 0])
+                if self.f32:
+                    sl_preact_f32(lo, hi, self.K, n, &self.P32[z, 0, 0], xn, &self.h[0],
+                                  &self.gates[z, 0])
+                else:
+                    sl_preact(lo, hi, self.K, n, &self.P[z, 0, 0], xn, &self.h[0],
+                              &self.gates[z, 0])
             for i in range(lo, hi if extra else lo):  # lateral and stage weights
                 first = self.st_ptr[i]
                 for z in range(4):
@@ -485,7 +540,7 @@ cdef class ColumnarKernel:
                     self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
                         / _std(self.hs_var[i], self.var_floor) if self.normalize \
                         else self.h_new[i]
-                if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < LIMIT):
+                if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < self.limit):
                     ok = False
             lo = hi
         acc = self.scalars[S_BIAS]
@@ -587,7 +642,7 @@ cdef class ColumnarKernel:
             else:
                 delta = y - self.y_hat_n
         delta_out[0] = delta
-        if not (isfinite(delta) and fabs(delta) < LIMIT):
+        if not (isfinite(delta) and fabs(delta) < self.limit):
             return STATUS_ERROR
         if learn:
             # |step| <= alpha |g| for SGD; RMSProp's v >= (1 - beta) g^2 caps it at alpha/sqrt(1-beta)
@@ -649,20 +704,29 @@ cdef class ColumnarKernel:
             xmax = _max(xmax, fabs(self.xn[k]))
         for k in range(n if self.stages else 0):  # |hn|: the inputs of stage weights
             xmax = _max(xmax, fabs(self.hn[k]))
-        sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
-                        &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
+        if self.f32:
+            sl_coefficients_f32(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
+                                &self.P32[0, m, 0], self.K * n, &self.coef[0, 0], n)
+        else:
+            sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
+                            &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
         return sl_bounds(n, &self.mode[0], &self.coef[0, 0], n, &self.gates[GATE_F, 0],
                          &self.h[0], &self.w[0], &self.maxima[0, 0], &self.bounds[0, 0], xmax,
                          delta, SL_META if self.rule == RULE_META else
                          SL_TD if self.rule == RULE_TD else SL_RMS,
-                         self.optimizer == OPT_SGD, alpha, rms_step, ha, gl, head_step, LIMIT)
+                         self.optimizer == OPT_SGD, alpha, rms_step, ha, gl, head_step,
+                         self.limit)
 
     cdef void _own_update(self, double delta, bint learn) noexcept nogil:
         """Traces of every learning column's own parameters, then, if learning, the rule's
         step on each one's gradient estimate (sl_own: vector loops across columns, over each
-        run of consecutive learning columns). ``coef`` holds the factors (_bounds_ok)."""
+        run of consecutive learning columns). ``coef`` holds the factors (_bounds_ok); a
+        float32 step reads them rounded to float32 (``fac32``)."""
         cdef Py_ssize_t lo = 0, hi, z, n = self.n
         cdef sl_own_rule r
+        cdef sl_own_rule_f32 r32
+        cdef const double* rows[N_FAC32]
+        cdef const float* fac
         r.f = &self.gates[GATE_F, 0]
         r.A = &self.coef[C_A, 0]
         r.E = &self.coef[C_E, 0]
@@ -687,6 +751,21 @@ cdef class ColumnarKernel:
             r.kind = SL_META
         else:
             r.kind = SL_TRACES if not learn else SL_SGD if r.sgd else SL_RMS
+        if self.f32:
+            for z in range(N_COEF):
+                rows[z] = &self.coef[z, 0]
+            rows[F_F], rows[F_W], rows[F_H], rows[F_HPREV] = r.f, r.w, r.h, r.hprev
+            sl_narrow(n, N_FAC32, rows, &self.fac32[0, 0])
+            fac = &self.fac32[0, 0]
+            r32.f, r32.A, r32.E, r32.B = fac + F_F * n, fac + C_A * n, fac + C_E * n, \
+                fac + C_B * n
+            for z in range(4):
+                r32.Kc[z] = fac + (C_KC + z) * n
+                r32.Kh[z] = fac + (C_KH + z) * n
+            r32.w, r32.h, r32.hprev = fac + F_W * n, fac + F_H * n, fac + F_HPREV * n
+            r32.kind, r32.sgd, r32.learn = r.kind, r.sgd, r.learn
+            r32.delta, r32.alpha, r32.beta, r32.eps, r32.ge, r32.ha = \
+                r.delta, r.alpha, r.beta, r.eps, r.ge, r.ha
         while lo < n:
             if self.mode[lo] != LEARNING:
                 lo += 1
@@ -694,9 +773,16 @@ cdef class ColumnarKernel:
             hi = lo + 1
             while hi < n and self.mode[hi] == LEARNING:
                 hi += 1
-            sl_own(lo, hi, self.K, n, &self.P[0, 0, 0], &self.TH[0, 0, 0], &self.TC[0, 0, 0],
-                   &self.V[0, 0, 0], &self.AUX[0, 0, 0] if self.aux else NULL,
-                   &self.xn[0] if self.m else NULL, &r)
+            if self.f32:
+                sl_own_f32(lo, hi, self.K, n, &self.P32[0, 0, 0], &self.TH32[0, 0, 0],
+                           &self.TC32[0, 0, 0], &self.V32[0, 0, 0],
+                           &self.AUX32[0, 0, 0] if self.aux else NULL,
+                           &self.xn[0] if self.m else NULL, &r32)
+            else:
+                sl_own(lo, hi, self.K, n, &self.P[0, 0, 0], &self.TH[0, 0, 0],
+                       &self.TC[0, 0, 0], &self.V[0, 0, 0],
+                       &self.AUX[0, 0, 0] if self.aux else NULL,
+                       &self.xn[0] if self.m else NULL, &r)
             lo = hi
 
     cdef void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:

@@ -29,6 +29,46 @@
 typedef double *__restrict__ sl_ptr;
 typedef const double *__restrict__ sl_cptr;
 
+/* ---- layout and the per-parameter arithmetic (for float64 and float32: _own.h) ---------- */
+
+/* The own parameters are stored (4, K, n): row (z, k) holds parameter (gate z, input k) of
+   every column, so each per-column factor is a vector lane and one loop runs over the
+   columns of a block. A block is SL_BLOCK columns: their factors stay in cache while all 4 K
+   rows stream past; 512 measured best of 16 .. 8192 (benchmarks/README.md). Inputs k < K - 2
+   are the normalised features (one value for all columns), K - 2 the column's own h(t-1),
+   K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
+   Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
+enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
+/* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B. */
+enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };
+#ifndef SL_BLOCK
+#define SL_BLOCK 512
+#endif
+
+#define SL_REAL double
+#define SL_F(name) name
+#define SL_SQRT sqrt
+#include "_own.h"
+#undef SL_REAL
+#undef SL_F
+#undef SL_SQRT
+#define SL_REAL float
+#define SL_F(name) name##_f32
+#define SL_SQRT sqrtf
+#include "_own.h"
+#undef SL_REAL
+#undef SL_F
+#undef SL_SQRT
+
+/* dst[r][i] = (float) src[r][i] for rows r < rows of n values (the factor rows of a
+   float32 step). */
+SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const *src,
+                                float *dst) {
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t i = 0; i < n; i++)
+            dst[r * n + i] = (float)src[r][i];
+}
+
 /* Direct-input terms of a column's lateral or stage weights: entry e = 4 j + z has gate z
    and input d[j]; kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. */
 SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, const double *Kh,
@@ -39,56 +79,6 @@ SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, co
             khd[4 * j + z] = Kh[z] * d[j];
         }
     }
-}
-
-/* ---- one parameter: the trace recursion and the optimisers' steps ---------------------- */
-
-/* TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, in place; returns TH'. */
-static inline double sl_trace(double *th, double *tc, double kcd, double khd, double f,
-                              double A, double E, double B) {
-    double a = *th;
-    double c = f * *tc + A * a + kcd;
-    a = B * c + E * a + khd;
-    *tc = c;
-    *th = a;
-    return a;
-}
-
-/* RMSProp on gradient g: v' = beta v + (1 - beta) g^2, p -= alpha g / (sqrt(v') + eps). */
-static inline void sl_rmsprop(double *p, double *v, double g, double alpha, double beta,
-                              double eps) {
-    double vv = beta * *v + (1.0 - beta) * g * g;
-    *v = vv;
-    *p -= alpha * g / (sqrt(vv) + eps);
-}
-
-/* TD(lambda) after the traces (a = TH'): the step on g = -delta e (SGD, or RMSProp if
-   `learn`), then the eligibility e' = ge e + w a (ge = gamma lambda). */
-static inline void sl_td_step(double *p, double *v, double *e, double a, double delta,
-                              double w, double ge, double alpha, double beta, double eps,
-                              int sgd, int learn) {
-    double t = *e;
-    double g = -delta * t;
-    if (sgd)
-        *p -= alpha * g;
-    else if (learn)
-        sl_rmsprop(p, v, g, alpha, beta, eps);
-    *e = ge * t + w * a;
-}
-
-/* Meta-gradients after the traces (a = TH'): the step on g = -delta (w a + h AUX) and the
-   LMS-trace update AUX' = AUX + ha delta a - ha h (w a + h AUX). */
-static inline void sl_meta_step(double *p, double *v, double *tw, double a, double delta,
-                                double w, double h, double ha, double alpha, double beta,
-                                double eps, int sgd) {
-    double t = *tw;
-    double y = w * a + h * t;
-    double g = -delta * y;
-    *tw = t + ha * (delta * a - h * y);
-    if (sgd)
-        *p -= alpha * g;
-    else
-        sl_rmsprop(p, v, g, alpha, beta, eps);
 }
 
 /* ---- a block of parameters of one column (lateral and stage weights) -------------------- */
@@ -139,144 +129,6 @@ SL_CLONES static void sl_meta(ptrdiff_t n, sl_ptr p, sl_ptr th, sl_ptr tc, sl_pt
         double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
         if (learn)
             sl_meta_step(&p[k], &v[k], &tw[k], a, delta, w, h, ha, alpha, beta, eps, sgd);
-    }
-}
-
-/* ---- the own parameters of consecutive columns, column-innermost ------------------------ */
-
-/* The own parameters are stored (4, K, n): row (z, k) holds parameter (gate z, input k) of
-   every column, so each per-column factor is a vector lane and one loop runs over the
-   columns of a block. A block is SL_BLOCK columns: their factors stay in cache while all 4 K
-   rows stream past; 512 measured best of 16 .. 8192 (benchmarks/README.md). Inputs k < K - 2
-   are the normalised features (one value for all columns), K - 2 the column's own h(t-1),
-   K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
-   Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
-enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
-/* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B. */
-enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };
-#ifndef SL_BLOCK
-#define SL_BLOCK 512
-#endif
-
-typedef struct {
-    const double *f, *A, *E, *B, *Kc[4], *Kh[4], *w, *h, *hprev;
-    int kind, sgd, learn;
-    double delta, alpha, beta, eps, ge, ha;
-} sl_own_rule;
-
-/* One row (z, k) of nl columns; the direct input is d[l] or, if d is NULL, d0 for all.
-   The rows never overlap; GCC loses the restrict qualifiers when it inlines this into
-   sl_own, so `ivdep` tells it (else it gives up on too many run-time alias checks). */
-static inline __attribute__((always_inline)) void sl_own_row(
-        ptrdiff_t nl, int kind, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v, sl_ptr aux,
-        sl_cptr Kc, sl_cptr Kh, sl_cptr d, double d0, sl_cptr f, sl_cptr A, sl_cptr E,
-        sl_cptr B, sl_cptr w, sl_cptr h, const sl_own_rule *r) {
-    double delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
-    double ge = r->ge, ha = r->ha, scale = r->alpha * r->delta;
-    int sgd = r->sgd, learn = r->learn;
-#pragma GCC ivdep
-    for (ptrdiff_t l = 0; l < nl; l++) {
-        double dd = d ? d[l] : d0;
-        double a = sl_trace(&th[l], &tc[l], Kc[l] * dd, Kh[l] * dd, f[l], A[l], E[l], B[l]);
-        if (kind == SL_SGD)
-            p[l] += scale * w[l] * a;
-        else if (kind == SL_RMS)
-            sl_rmsprop(&p[l], &v[l], -delta * w[l] * a, alpha, beta, eps);
-        else if (kind == SL_TD)
-            sl_td_step(&p[l], &v[l], &aux[l], a, delta, w[l], ge, alpha, beta, eps, sgd,
-                       learn);
-        else if (kind == SL_META && learn)
-            sl_meta_step(&p[l], &v[l], &aux[l], a, delta, w[l], h[l], ha, alpha, beta, eps,
-                         sgd);
-    }
-}
-
-/* Every row of nl columns starting at column o (pointers at column 0 of row (0, 0)). */
-static inline __attribute__((always_inline)) void sl_own_lanes(
-        ptrdiff_t nl, int kind, ptrdiff_t K, ptrdiff_t stride, double *P, double *TH,
-        double *TC, double *V, double *AUX, const double *xn, const sl_own_rule *r,
-        ptrdiff_t o) {
-    for (int z = 0; z < 4; z++) {
-        const double *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
-        const double *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;
-        const double *w = r->w + o, *h = r->h + o;
-        for (ptrdiff_t k = 0; k < K; k++) {
-            ptrdiff_t at = (z * K + k) * stride + o;
-            double *aux = AUX ? AUX + at : NULL;
-            if (k == K - 2)  /* the self-recurrent weight: input h(t-1) of its own column */
-                sl_own_row(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh,
-                           r->hprev + o, 0.0, f, A, E, B, w, h, r);
-            else  /* a feature, or the bias (input 1) */
-                sl_own_row(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh, NULL,
-                           k < K - 2 ? xn[k] : 1.0, f, A, E, B, w, h, r);
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void sl_own_kind(
-        ptrdiff_t lo, ptrdiff_t hi, int kind, ptrdiff_t K, ptrdiff_t stride, double *P,
-        double *TH, double *TC, double *V, double *AUX, const double *xn,
-        const sl_own_rule *r) {
-    ptrdiff_t o = lo;
-    for (; o + SL_BLOCK <= hi; o += SL_BLOCK)
-        sl_own_lanes(SL_BLOCK, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
-    if (o < hi)
-        sl_own_lanes(hi - o, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
-}
-
-/* Traces and the rule's step for the own parameters of columns lo .. hi - 1. */
-SL_CLONES static void sl_own(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrdiff_t stride,
-                             double *P, double *TH, double *TC, double *V, double *AUX,
-                             const double *xn, const sl_own_rule *r) {
-    switch (r->kind) {
-    case SL_TRACES: sl_own_kind(lo, hi, SL_TRACES, K, stride, P, TH, TC, V, AUX, xn, r); break;
-    case SL_SGD: sl_own_kind(lo, hi, SL_SGD, K, stride, P, TH, TC, V, AUX, xn, r); break;
-    case SL_RMS: sl_own_kind(lo, hi, SL_RMS, K, stride, P, TH, TC, V, AUX, xn, r); break;
-    case SL_TD: sl_own_kind(lo, hi, SL_TD, K, stride, P, TH, TC, V, AUX, xn, r); break;
-    default: sl_own_kind(lo, hi, SL_META, K, stride, P, TH, TC, V, AUX, xn, r); break;
-    }
-}
-
-/* Pre-activations of gate z for columns lo .. hi - 1 into out[lo .. hi - 1]:
-   sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (z, 0), column 0). */
-SL_CLONES static void sl_preact(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrdiff_t stride,
-                                const double *P, const double *x, const double *h,
-                                double *out) {
-    for (ptrdiff_t i = lo; i < hi; i++)
-        out[i] = 0.0;
-    for (ptrdiff_t k = 0; k < K - 2; k++) {
-        const double *row = P + k * stride;
-        double xk = x[k];
-        for (ptrdiff_t i = lo; i < hi; i++)
-            out[i] += row[i] * xk;
-    }
-    const double *u = P + (K - 2) * stride, *b = P + (K - 1) * stride;
-    for (ptrdiff_t i = lo; i < hi; i++)
-        out[i] = out[i] + u[i] * h[i] + b[i];
-}
-
-/* The trace-recursion factors of columns lo .. hi - 1 (PAPER.md section 3), rows of `coef`
-   (stride cs): Kc[z] = d c / d pre_z, Kh[o] = d h / d pre_o, A = sum_z Kc[z] u_z,
-   E = Kh[o] u_o, B = d h / d c; Kc[o] and Kh[i], Kh[f], Kh[g] stay 0. Inputs: the gate rows
-   (stride gs; logistic i, f, o, tanh g), c(t-1), tanh c(t), u (row z at u + z us). */
-SL_CLONES static void sl_coefficients(ptrdiff_t lo, ptrdiff_t hi, const double *gates,
-                                      ptrdiff_t gs, const double *cp, const double *T,
-                                      const double *u, ptrdiff_t us, double *coef,
-                                      ptrdiff_t cs) {
-    const double *gi = gates, *gf = gates + gs, *go = gates + 2 * gs, *gg = gates + 3 * gs;
-#pragma GCC ivdep
-    for (ptrdiff_t i = lo; i < hi; i++) {  /* coef overlaps no input */
-        double kci = gg[i] * (gi[i] * (1.0 - gi[i]));
-        double kcf = cp[i] * (gf[i] * (1.0 - gf[i]));
-        double kcg = gi[i] * (1.0 - gg[i] * gg[i]);
-        double kho = T[i] * (go[i] * (1.0 - go[i]));
-        coef[(SL_C_KC + 0) * cs + i] = kci;
-        coef[(SL_C_KC + 1) * cs + i] = kcf;
-        coef[(SL_C_KC + 3) * cs + i] = kcg;
-        coef[(SL_C_KH + 2) * cs + i] = kho;
-        coef[SL_C_A * cs + i] = kci * u[i] + kcf * u[us + i] + kcg * u[3 * us + i];
-        coef[SL_C_E * cs + i] = kho * u[2 * us + i];
-        coef[SL_C_B * cs + i] = go[i] * (1.0 - T[i] * T[i]);
     }
 }
 

@@ -62,6 +62,8 @@ class ColumnarLearner:
             raise ValueError(f"optimizer must be 'sgd' or 'rmsprop', got {self.optimizer!r}")
         if not isinstance(self.normalize, bool):
             raise ValueError(f"normalize must be a bool, got {self.normalize!r}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
         per_stage = 0
@@ -76,7 +78,8 @@ class ColumnarLearner:
             optimizer=self.optimizer, normalize=self.normalize,
             init_scale=_number(self, "init_scale"),
             lateral_density=_number(self, "lateral_density", high=1.0, high_inclusive=True),
-            columns_per_stage=per_stage, rule=self._rule(), **self._rule_config())
+            columns_per_stage=per_stage, rule=self._rule(), dtype=self.dtype,
+            **self._rule_config())
 
     # ---- stepping ---------------------------------------------------------------------------
 
@@ -271,7 +274,10 @@ class ColumnarLearner:
                              f" (this version reads {FORMAT_VERSION})")
         if state.get("class") != type(self).__name__:
             raise ValueError(f"state is of a {state.get('class')!r}, not a {type(self).__name__}")
-        if state.get("params") != self._params():
+        saved = state.get("params")
+        if isinstance(saved, dict) and "dtype" not in saved:  # saved before dtype existed
+            saved = dict(saved, dtype="float64")
+        if saved != self._params():
             raise ValueError(f"state was saved with params {state.get('params')!r}, this learner "
                              f"has {self._params()!r}")
         steps = state.get("steps", 0)

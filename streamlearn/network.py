@@ -47,6 +47,7 @@ class NetworkConfig:
     decay: float = 0.9999
     var_floor: float = 1e-8
     forget_bias: float = 0.0          # added to every forget-gate bias at initialisation
+    dtype: str = "float64"            # of the own parameters, traces, moments ("float32")
 
     def kernel_args(self) -> dict:
         return {"optimizer": self.optimizer, "step_size": self.step_size,
@@ -67,7 +68,7 @@ class NetworkConfig:
         return self.rule != "regression"
 
 
-def empty_columns(shape: tuple, key: str = "P") -> np.ndarray:
+def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
     """An uninitialised (n, 4, K) per-parameter array stored column-innermost: the transposed
     view of a C-contiguous (4, K, n) array, the layout the kernel runs on (one parameter of
     every column is contiguous, so per-column work vectorises across columns). numpy keeps
@@ -79,18 +80,19 @@ def empty_columns(shape: tuple, key: str = "P") -> np.ndarray:
     address bits. Measured at 1,024 columns: 1.8-1.9 ns per parameter against 2.3-2.6 with
     numpy's own placement (16-byte aligned, every array at the same page offset)."""
     n, gates, k = shape
-    nbytes = 8 * n * gates * k
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize * n * gates * k
     slot, big = _KINDS.index("" if key == "P" else key), nbytes >= 1 << 16
     offset = (1024 * slot + 512 * (slot // 4)) % 4096 if big else 0
     buffer = np.empty(nbytes + offset + (4096 if big else 64), np.uint8)
     start = offset + (-buffer.ctypes.data) % (4096 if big else 64)
-    rows = buffer[start:start + nbytes].view(np.float64).reshape(gates, k, n)
+    rows = buffer[start:start + nbytes].view(dtype).reshape(gates, k, n)
     return rows.transpose(2, 0, 1)
 
 
-def column_array(values: np.ndarray, key: str = "P") -> np.ndarray:
+def column_array(values: np.ndarray, key: str = "P", dtype=np.float64) -> np.ndarray:
     """A column-innermost copy of an (n, 4, K) array (see :func:`empty_columns`)."""
-    out = empty_columns(values.shape, key)
+    out = empty_columns(values.shape, key, dtype)
     out[...] = values
     return out
 
@@ -163,7 +165,7 @@ def _group(prefix: str, values: np.ndarray, config: NetworkConfig) -> dict:
             continue
         key = prefix + (kind or "P")
         if values.ndim == 3:  # a column's own parameters: column-innermost
-            out[key] = empty_columns(values.shape, key)
+            out[key] = empty_columns(values.shape, key, config.dtype)
             out[key][...] = 0.0 if kind else values
         else:
             out[key] = values.copy() if not kind else np.zeros_like(values)
@@ -231,7 +233,7 @@ class ColumnarNetwork:
         arrays = {key: value.copy() for key, value in self.arrays.items() if value.ndim != 3}
         for key, value in self.arrays.items():
             if value.ndim == 3:
-                new = empty_columns((value.shape[0], 4, m + k + 2), key)
+                new = empty_columns((value.shape[0], 4, m + k + 2), key, value.dtype)
                 new[:, :, :m] = value[:, :, :m]
                 new[:, :, m + k:] = value[:, :, m:]
                 new[:, :, m:m + k] = 1.0 if (key == "V" and self.config.optimizer == "rmsprop") \
@@ -373,9 +375,12 @@ class ColumnarNetwork:
         if opt.get("name", config.optimizer) != config.optimizer:
             raise ValueError(f"state was saved with optimizer {opt['name']!r}, "
                              f"not {config.optimizer!r}")
-        for key in _KINDS:  # the per-parameter arrays into the kernel's layout
-            if (key or "P") in arrays:
-                arrays[key or "P"] = column_array(arrays[key or "P"], key or "P")
+        for key in _KINDS:  # the per-parameter arrays into the kernel's layout and type
+            key = key or "P"
+            if key in arrays:
+                arrays[key] = column_array(arrays[key], key, config.dtype)
+                if not np.all(np.isfinite(arrays[key])):
+                    raise ValueError(f"state entry for {key} overflows {config.dtype}")
         return cls(config, names, arrays)
 
 

@@ -3,7 +3,7 @@
 Layout: ``MAGIC``, the header length (8 bytes, little-endian), the JSON header, the array data
 in header order, and a CRC-32 of everything before it (4 bytes). The header holds every
 non-array value of the (nested) state dict and, for each array, its path, dtype and shape.
-Nothing is ever unpickled: only float64/int64 arrays and JSON values can be read back.
+Nothing is ever unpickled: only float64/float32/int64 arrays and JSON values can be read back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["pack", "unpack", "SerializationError"]
 
 MAGIC = b"STREAMLEARN\x01"
-_DTYPES = {"<f8": np.dtype("<f8"), "<i8": np.dtype("<i8")}
+_DTYPES = {"<f8": np.dtype("<f8"), "<f4": np.dtype("<f4"), "<i8": np.dtype("<i8")}
 
 
 class SerializationError(ValueError):
@@ -38,7 +38,7 @@ def _split(tree: dict, prefix: str, arrays: list) -> dict:
             if value.dtype.str not in _DTYPES:  # e.g. big-endian: store little-endian
                 value = value.astype(value.dtype.newbyteorder("<"))
                 if value.dtype.str not in _DTYPES:
-                    raise TypeError(f"{path}: only float64 and int64 arrays are stored, "
+                    raise TypeError(f"{path}: only float64, float32 and int64 arrays are stored, "
                                     f"got {value.dtype}")
             arrays.append((path, value if value.flags.c_contiguous
                            else np.ascontiguousarray(value)))
@@ -49,7 +49,7 @@ def _split(tree: dict, prefix: str, arrays: list) -> dict:
 
 
 def pack(state: dict) -> bytes:
-    """Serialise a state dict of JSON values and float64/int64 numpy arrays."""
+    """Serialise a state dict of JSON values and float64/float32/int64 numpy arrays."""
     arrays: list = []
     tree = _split(state, "", arrays)
     header = {

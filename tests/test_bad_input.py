@@ -76,6 +76,26 @@ def test_divergence_is_refused_without_corrupting_state():
     assert model.to_bytes() == before
 
 
+def test_float32_refuses_what_would_overflow_float32_and_keeps_state():
+    """Values float64 takes in its stride (1e12) would push float32 parameters past 1e18:
+    the float32 learner refuses the step, its state unchanged and finite."""
+    steps = [({"a": 1.0}, 1.0), ({"a": 1e12}, 1e12), ({"a": 1e12}, 1e12)]
+    wide = ColumnarRegressor(normalize=False, optimizer="sgd", step_size=1.0, seed=0)
+    for x, y in steps:
+        wide.learn_one(x, y)
+    model = ColumnarRegressor(normalize=False, optimizer="sgd", step_size=1.0, seed=0,
+                              dtype="float32")
+    model.learn_one(*steps[0])
+    model.learn_one(*steps[1])
+    before = model.to_bytes()
+    with pytest.raises(FloatingPointError, match="1e18 for float32"):
+        model.learn_one(*steps[2])
+    assert model.to_bytes() == before
+    state = model.state_dict()
+    for key in ("parameters", "trace_h", "trace_c"):
+        assert state[key].dtype == np.float32 and np.all(np.isfinite(state[key]))
+
+
 def test_predict_one_is_pure_even_with_new_features(trained):
     before = trained.to_bytes()
     for _ in range(3):

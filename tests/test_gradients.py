@@ -57,6 +57,57 @@ def test_traces_equal_bptt(seed, optimizer):
     np.testing.assert_array_equal(P[:, :, [0, 1, 2, 4, 5]], loaded)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
+def test_float32_traces_follow_float64_bptt_to_float32_accuracy(seed, optimizer):
+    """dtype="float32": the forward step reads the float32 parameters exactly (in double),
+    so states match the reference; the traces, kept and computed in float32, match it to
+    float32 accuracy (normwise, after 40 steps)."""
+    rng = np.random.default_rng(seed)
+    model = ColumnarRegressor(n_columns=6, step_size=0.0, normalize=False, optimizer=optimizer,
+                              dtype="float32", seed=seed)
+    load_random_parameters(model, ["a", "b", "c"], rng)
+    stream = _stream(rng, T=40)
+    for t, x in enumerate(stream):
+        model.predict_one(x)
+        model.learn_one(x, float(rng.normal(scale=10.0)))
+    state = model.state_dict()
+    assert state["parameters"].dtype == state["trace_h"].dtype == np.float32
+    P = state["parameters"].astype(np.float64)
+    xs = dense_inputs(stream, state["feature_names"])
+    n = model.n_columns
+    h, c = final_state(P, xs)
+    np.testing.assert_allclose(state["h"], h, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(state["c"], c, rtol=1e-12, atol=1e-14)
+    for key, dh, dc in (("trace_h", 1, 0), ("trace_c", 0, 1)):
+        reference = bptt(P, xs, np.full(n, float(dh)), np.full(n, float(dc)))
+        error = np.abs(state[key] - reference).max() / np.abs(reference).max()
+        assert error < 1e-6, (key, error)
+        assert error > 0  # float32 rounding shows: the traces really are float32
+
+
+def test_float32_learning_stays_close_to_float64():
+    """The same stream learned in float32 and float64 (RMSProp, normalised): predictions
+    agree to float32 accuracy over 500 steps."""
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(500, 3)), rng.normal(size=500)
+    names = ["a", "b", "c"]
+    predictions = []
+    for dtype in ("float64", "float32"):
+        model = ColumnarRegressor(n_columns=8, seed=4, dtype=dtype)
+        predictions.append([_learn(model, dict(zip(names, row)), target)
+                            for row, target in zip(X, y)])
+    p64, p32 = np.array(predictions[0]), np.array(predictions[1])
+    assert np.abs(p32 - p64).max() < 1e-5 * max(1.0, np.abs(p64).max())
+    assert np.any(p32 != p64)
+
+
+def _learn(model, x, y):
+    prediction = model.predict_one(x)
+    model.learn_one(x, y)
+    return prediction
+
+
 def test_bptt_reference_matches_finite_differences():
     rng = np.random.default_rng(7)
     n, m, T, eps = 2, 3, 12, 1e-6

@@ -38,6 +38,7 @@ def _run(model, stream):
     {"optimizer": "sgd", "normalize": False, "step_size": 1e-3},
     {"lateral_density": 0.3},
     {"lateral_density": 0.5, "meta": True, "head_step_size": 0.02},
+    {"dtype": "float32", "lateral_density": 0.3},
 ])
 @pytest.mark.parametrize("how", ["state_dict", "bytes", "pickle", "deepcopy"])
 def test_round_trip_mid_stream_is_bit_identical(params, how):

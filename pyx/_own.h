@@ -1,0 +1,204 @@
+/* Per-parameter arithmetic of the columnar kernel for one real type, included twice by
+   _loops.h: SL_REAL double with names as written, SL_REAL float with names ending in _f32
+   (SL_F). The parameters, traces and moments are SL_REAL and so is their arithmetic; the
+   pre-activations they feed are summed in double. No include guard on purpose. */
+
+typedef SL_REAL *__restrict__ SL_F(sl_rptr);
+typedef const SL_REAL *__restrict__ SL_F(sl_crptr);
+
+/* ---- one parameter: the trace recursion and the optimisers' steps ---------------------- */
+
+/* TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, in place; returns TH'. */
+static inline SL_REAL SL_F(sl_trace)(SL_REAL *th, SL_REAL *tc, SL_REAL kcd, SL_REAL khd,
+                                     SL_REAL f, SL_REAL A, SL_REAL E, SL_REAL B) {
+    SL_REAL a = *th;
+    SL_REAL c = f * *tc + A * a + kcd;
+    a = B * c + E * a + khd;
+    *tc = c;
+    *th = a;
+    return a;
+}
+
+/* RMSProp on gradient g: v' = beta v + (1 - beta) g^2, p -= alpha g / (sqrt(v') + eps). */
+static inline void SL_F(sl_rmsprop)(SL_REAL *p, SL_REAL *v, SL_REAL g, SL_REAL alpha,
+                                    SL_REAL beta, SL_REAL eps) {
+    SL_REAL vv = beta * *v + ((SL_REAL)1 - beta) * g * g;
+    *v = vv;
+    *p -= alpha * g / (SL_SQRT(vv) + eps);
+}
+
+/* TD(lambda) after the traces (a = TH'): the step on g = -delta e (SGD, or RMSProp if
+   `learn`), then the eligibility e' = ge e + w a (ge = gamma lambda). */
+static inline void SL_F(sl_td_step)(SL_REAL *p, SL_REAL *v, SL_REAL *e, SL_REAL a,
+                                    SL_REAL delta, SL_REAL w, SL_REAL ge, SL_REAL alpha,
+                                    SL_REAL beta, SL_REAL eps, int sgd, int learn) {
+    SL_REAL t = *e;
+    SL_REAL g = -delta * t;
+    if (sgd)
+        *p -= alpha * g;
+    else if (learn)
+        SL_F(sl_rmsprop)(p, v, g, alpha, beta, eps);
+    *e = ge * t + w * a;
+}
+
+/* Meta-gradients after the traces (a = TH'): the step on g = -delta (w a + h AUX) and the
+   LMS-trace update AUX' = AUX + ha delta a - ha h (w a + h AUX). */
+static inline void SL_F(sl_meta_step)(SL_REAL *p, SL_REAL *v, SL_REAL *tw, SL_REAL a,
+                                      SL_REAL delta, SL_REAL w, SL_REAL h, SL_REAL ha,
+                                      SL_REAL alpha, SL_REAL beta, SL_REAL eps, int sgd) {
+    SL_REAL t = *tw;
+    SL_REAL y = w * a + h * t;
+    SL_REAL g = -delta * y;
+    *tw = t + ha * (delta * a - h * y);
+    if (sgd)
+        *p -= alpha * g;
+    else
+        SL_F(sl_rmsprop)(p, v, g, alpha, beta, eps);
+}
+
+/* ---- the own parameters of consecutive columns, column-innermost ------------------------ */
+
+/* Factor rows of the learning step (pointers at column 0) and its scalars. */
+typedef struct {
+    const SL_REAL *f, *A, *E, *B, *Kc[4], *Kh[4], *w, *h, *hprev;
+    int kind, sgd, learn;
+    SL_REAL delta, alpha, beta, eps, ge, ha;
+} SL_F(sl_own_rule);
+
+/* One row (z, k) of nl columns; the direct input is d[l] or, if d is NULL, d0 for all.
+   The rows never overlap; GCC loses the restrict qualifiers when it inlines this into
+   sl_own, so `ivdep` tells it (else it gives up on too many run-time alias checks). */
+static inline __attribute__((always_inline)) void SL_F(sl_own_row)(
+        ptrdiff_t nl, int kind, SL_F(sl_rptr) p, SL_F(sl_rptr) th, SL_F(sl_rptr) tc,
+        SL_F(sl_rptr) v, SL_F(sl_rptr) aux, SL_F(sl_crptr) Kc, SL_F(sl_crptr) Kh,
+        SL_F(sl_crptr) d, SL_REAL d0, SL_F(sl_crptr) f, SL_F(sl_crptr) A, SL_F(sl_crptr) E,
+        SL_F(sl_crptr) B, SL_F(sl_crptr) w, SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
+    SL_REAL delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
+    SL_REAL ge = r->ge, ha = r->ha, scale = r->alpha * r->delta;
+    int sgd = r->sgd, learn = r->learn;
+#pragma GCC ivdep
+    for (ptrdiff_t l = 0; l < nl; l++) {
+        SL_REAL dd = d ? d[l] : d0;
+        SL_REAL a = SL_F(sl_trace)(&th[l], &tc[l], Kc[l] * dd, Kh[l] * dd, f[l], A[l], E[l],
+                                   B[l]);
+        if (kind == SL_SGD)
+            p[l] += scale * w[l] * a;
+        else if (kind == SL_RMS)
+            SL_F(sl_rmsprop)(&p[l], &v[l], -delta * w[l] * a, alpha, beta, eps);
+        else if (kind == SL_TD)
+            SL_F(sl_td_step)(&p[l], &v[l], &aux[l], a, delta, w[l], ge, alpha, beta, eps, sgd,
+                             learn);
+        else if (kind == SL_META && learn)
+            SL_F(sl_meta_step)(&p[l], &v[l], &aux[l], a, delta, w[l], h[l], ha, alpha, beta,
+                               eps, sgd);
+    }
+}
+
+/* Every row of nl columns starting at column o (pointers at column 0 of row (0, 0)). */
+static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
+        ptrdiff_t nl, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P, SL_REAL *TH,
+        SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn, const SL_F(sl_own_rule) *r,
+        ptrdiff_t o) {
+    for (int z = 0; z < 4; z++) {
+        const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
+        const SL_REAL *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;
+        const SL_REAL *w = r->w + o, *h = r->h + o;
+        for (ptrdiff_t k = 0; k < K; k++) {
+            ptrdiff_t at = (z * K + k) * stride + o;
+            SL_REAL *aux = AUX ? AUX + at : NULL;
+            if (k == K - 2)  /* the self-recurrent weight: input h(t-1) of its own column */
+                SL_F(sl_own_row)(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh,
+                                 r->hprev + o, 0, f, A, E, B, w, h, r);
+            else  /* a feature, or the bias (input 1) */
+                SL_F(sl_own_row)(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh,
+                                 NULL, k < K - 2 ? (SL_REAL)xn[k] : 1, f, A, E, B, w, h, r);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void SL_F(sl_own_kind)(
+        ptrdiff_t lo, ptrdiff_t hi, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P,
+        SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
+        const SL_F(sl_own_rule) *r) {
+    ptrdiff_t o = lo;
+    for (; o + SL_BLOCK <= hi; o += SL_BLOCK)
+        SL_F(sl_own_lanes)(SL_BLOCK, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
+    if (o < hi)
+        SL_F(sl_own_lanes)(hi - o, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
+}
+
+/* Traces and the rule's step for the own parameters of columns lo .. hi - 1. */
+SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrdiff_t stride,
+                                   SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V,
+                                   SL_REAL *AUX, const double *xn,
+                                   const SL_F(sl_own_rule) *r) {
+    switch (r->kind) {
+    case SL_TRACES:
+        SL_F(sl_own_kind)(lo, hi, SL_TRACES, K, stride, P, TH, TC, V, AUX, xn, r);
+        break;
+    case SL_SGD:
+        SL_F(sl_own_kind)(lo, hi, SL_SGD, K, stride, P, TH, TC, V, AUX, xn, r);
+        break;
+    case SL_RMS:
+        SL_F(sl_own_kind)(lo, hi, SL_RMS, K, stride, P, TH, TC, V, AUX, xn, r);
+        break;
+    case SL_TD:
+        SL_F(sl_own_kind)(lo, hi, SL_TD, K, stride, P, TH, TC, V, AUX, xn, r);
+        break;
+    default:
+        SL_F(sl_own_kind)(lo, hi, SL_META, K, stride, P, TH, TC, V, AUX, xn, r);
+        break;
+    }
+}
+
+/* Pre-activations of gate z for columns lo .. hi - 1 into out[lo .. hi - 1], in double:
+   sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (z, 0), column 0). */
+SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
+                                      ptrdiff_t stride, const SL_REAL *P, const double *x,
+                                      const double *h, double *out) {
+    for (ptrdiff_t i = lo; i < hi; i++)
+        out[i] = 0.0;
+    for (ptrdiff_t k = 0; k < K - 2; k++) {
+        const SL_REAL *row = P + k * stride;
+        double xk = x[k];
+        for (ptrdiff_t i = lo; i < hi; i++)
+            out[i] += (double)row[i] * xk;
+    }
+    const SL_REAL *u = P + (K - 2) * stride, *b = P + (K - 1) * stride;
+    for (ptrdiff_t i = lo; i < hi; i++)
+        out[i] = out[i] + (double)u[i] * h[i] + (double)b[i];
+}
+
+/* The trace-recursion factors of columns lo .. hi - 1 (PAPER.md section 3), rows of `coef`
+   (stride cs): Kc[z] = d c / d pre_z, Kh[o] = d h / d pre_o, A = sum_z Kc[z] u_z,
+   E = Kh[o] u_o, B = d h / d c; Kc[o] and Kh[i], Kh[f], Kh[g] stay 0. Inputs: the gate rows
+   (stride gs; logistic i, f, o, tanh g), c(t-1), tanh c(t), u (row z at u + z us). */
+SL_CLONES static void SL_F(sl_coefficients)(ptrdiff_t lo, ptrdiff_t hi, const double *gates,
+                                            ptrdiff_t gs, const double *cp, const double *T,
+                                            const SL_REAL *u, ptrdiff_t us, double *coef,
+                                            ptrdiff_t cs) {
+    const double *gi = gates, *gf = gates + gs, *go = gates + 2 * gs, *gg = gates + 3 * gs;
+#pragma GCC ivdep
+    for (ptrdiff_t i = lo; i < hi; i++) {  /* coef overlaps no input */
+        double kci = gg[i] * (gi[i] * (1.0 - gi[i]));
+        double kcf = cp[i] * (gf[i] * (1.0 - gf[i]));
+        double kcg = gi[i] * (1.0 - gg[i] * gg[i]);
+        double kho = T[i] * (go[i] * (1.0 - go[i]));
+        coef[(SL_C_KC + 0) * cs + i] = kci;
+        coef[(SL_C_KC + 1) * cs + i] = kcf;
+        coef[(SL_C_KC + 3) * cs + i] = kcg;
+        coef[(SL_C_KH + 2) * cs + i] = kho;
+        coef[SL_C_A * cs + i] = kci * (double)u[i] + kcf * (double)u[us + i]
+            + kcg * (double)u[3 * us + i];
+        coef[SL_C_E * cs + i] = kho * (double)u[2 * us + i];
+        coef[SL_C_B * cs + i] = go[i] * (1.0 - T[i] * T[i]);
+    }
+}
+
+/* out[i] = max(out[i], |row[i]|) for i < n (the exact per-column maxima). */
+SL_CLONES static void SL_F(sl_row_max)(ptrdiff_t n, double *out, const SL_REAL *row) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double a = fabs((double)row[i]);
+        out[i] = out[i] > a ? out[i] : a;
+    }
+}
