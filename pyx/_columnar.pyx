@@ -213,6 +213,9 @@ cdef extern from "_loops.h" nogil:
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd)
     void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
+    bint sl_cell(Py_ssize_t lo, Py_ssize_t hi, double* gates, Py_ssize_t gs,
+                 const Py_ssize_t* mode, const double* c, double* c_new, double* tanh_c,
+                 double* h_new, double limit)
     void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
     void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
                  const double* kcd, const double* khd, double f, double A, double E, double B,
@@ -521,27 +524,17 @@ cdef class ColumnarKernel:
                     for k in range(first, self.st_ptr[i + 1]):
                         pre = pre + self.SP[k, z] * self.hn[k - first]
                     self.gates[z, i] = pre
-            for z in range(GATE_G):  # input, forget, output gates: logistic; candidate: tanh
-                sl_sigmoid_all(hi - lo, &self.gates[z, lo], &self.gates[z, lo])
-            sl_tanh_all(hi - lo, &self.gates[GATE_G, lo], &self.gates[GATE_G, lo])
-            for i in range(lo, hi):
-                self.c_new[i] = self.gates[GATE_F, i] * self.c[i] \
-                    + self.gates[GATE_I, i] * self.gates[GATE_G, i]
-            sl_tanh_all(hi - lo, &self.c_new[lo], &self.tanh_c[lo])
-            for i in range(lo, hi):
-                if self.mode[i] == INACTIVE:  # not added yet: no state, no output
-                    self.h_new[i] = 0.0
-                    self.c_new[i] = 0.0
-                    self.tanh_c[i] = 0.0
+            if not sl_cell(lo, hi, &self.gates[0, 0], n, &self.mode[0], &self.c[0],
+                           &self.c_new[0], &self.tanh_c[0], &self.h_new[0], self.limit):
+                ok = False
+            for i in range(lo, hi if self.stages else lo):  # hn: read only by stage weights
+                if self.mode[i] == INACTIVE:
                     self.hn[i] = 0.0
-                    continue
-                self.h_new[i] = self.gates[GATE_O, i] * self.tanh_c[i]
-                if self.stages:  # hn is read only by stage weights
+                elif self.normalize:
                     self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
-                        / _std(self.hs_var[i], self.var_floor) if self.normalize \
-                        else self.h_new[i]
-                if not (isfinite(self.c_new[i]) and fabs(self.c_new[i]) < self.limit):
-                    ok = False
+                        / _std(self.hs_var[i], self.var_floor)
+                else:
+                    self.hn[i] = self.h_new[i]
             lo = hi
         acc = self.scalars[S_BIAS]
         for i in range(n):
@@ -661,7 +654,7 @@ cdef class ColumnarKernel:
             if self.mode[i] == LEARNING:
                 self._column_update(i, delta, learn)
         # the bounds are the new maxima (sl_bounds kept those of the other columns)
-        memcpy(&self.maxima[0, 0], &self.bounds[0, 0], N_MAXIMA * n * sizeof(double))
+        self.maxima, self.bounds = self.bounds, self.maxima
         self.commits += 1
         if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
             self._refresh_maxima()

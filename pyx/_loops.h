@@ -257,4 +257,34 @@ SL_CLONES static void sl_tanh_all(ptrdiff_t n, const double *x, double *out) {
         out[i] = sl_tanh(x[i]);
 }
 
+
+/* The LSTM cell of columns lo .. hi - 1 from their pre-activations (gate rows of `gates`,
+   stride gs, replaced by the activations: logistic i, f, o, tanh g):
+   c' = f c + i g, h' = o tanh c'; columns not added yet (mode 0) get c' = h' = 0. Returns 1
+   if every |c'| is below `limit` (NaN compares false). One loop, so that the activations of
+   a column are computed while its pre-activations are in registers. */
+SL_CLONES static int sl_cell(ptrdiff_t lo, ptrdiff_t hi, double *gates, ptrdiff_t gs,
+                             const ptrdiff_t *mode, const double *c, double *c_new,
+                             double *tanh_c, double *h_new, double limit) {
+    double *gi = gates, *gf = gates + gs, *go = gates + 2 * gs, *gg = gates + 3 * gs;
+    int bad = 0;
+#pragma GCC ivdep
+    for (ptrdiff_t i = lo; i < hi; i++) {  /* the rows and outputs do not overlap */
+        double a = sl_sigmoid(gi[i]), b = sl_sigmoid(gf[i]), o = sl_sigmoid(go[i]);
+        double g = sl_tanh(gg[i]);
+        double cn = b * c[i] + a * g;
+        double t = sl_tanh(cn);
+        int on = mode[i] != SL_MODE_INACTIVE;
+        gi[i] = a;
+        gf[i] = b;
+        go[i] = o;
+        gg[i] = g;
+        bad |= on & !(fabs(cn) < limit);
+        c_new[i] = on ? cn : 0.0;
+        tanh_c[i] = on ? t : 0.0;
+        h_new[i] = on ? o * t : 0.0;
+    }
+    return !bad;
+}
+
 #endif
