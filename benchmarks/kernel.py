@@ -2,11 +2,12 @@
 regression, in one run (issue 6's measurements; targets in benchmarks/README.md).
 
 1. Kernel cost per parameter per full learn step (forward, traces, gradient, RMSProp), via
-   learn_many so no Python runs per step: in cache (1,024 columns) and out of cache.
+   learn_many so no Python runs per step: in cache (1,024 columns) and out of cache, in
+   float64 and with dtype="float32".
 2. The memory-traffic bound out of cache: bytes a step must move (read and write every
-   parameter, both traces and the RMSProp moment: 64 bytes in float64) over the bandwidth
-   of a single-pass read-modify-write stream (a += b, numpy, one thread) measured in the
-   same run.
+   parameter, both traces and the RMSProp moment: 64 bytes in float64, 32 in float32) over
+   the bandwidth of a single-pass read-modify-write stream (a += b, numpy, one thread)
+   measured in the same run.
 3. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
    River's LinearRegression; learn_many steps/s on the same rows.
 
@@ -27,11 +28,12 @@ def spread(values, scale=1.0, fmt="{:.2f}") -> str:
     return "/".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
-def kernel_ns_per_parameter(n_columns: int, rows: int, repeats: int) -> list:
+def kernel_ns_per_parameter(n_columns: int, rows: int, repeats: int,
+                            dtype: str = "float64") -> list:
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(rows, 8)), rng.normal(size=rows)
     names = [f"x{j}" for j in range(8)]
-    model = ColumnarRegressor(n_columns=n_columns, seed=0)
+    model = ColumnarRegressor(n_columns=n_columns, seed=0, dtype=dtype)
     model.learn_many(X[:2], y[:2], feature_names=names)
     times = best_of(lambda: model.learn_many(X, y, feature_names=names), repeats)
     return [t / rows / model.n_parameters * 1e9 for t in times]
@@ -99,17 +101,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big-columns", type=int, default=1_000_000)
     args = parser.parse_args()
-    print(f"# machine: {machine()}; float64; min/median/max of {args.repeats} runs")
-    for n_columns, rows in ((1024, 2000), (16384, 200), (args.big_columns, 3)):
-        ns = kernel_ns_per_parameter(n_columns, rows, args.repeats)
-        print(f"kernel, {n_columns:>9} columns ({n_columns * 40:>10} parameters): "
-              f"{spread(ns)} ns per parameter per learn step")
-        if n_columns == args.big_columns:
-            bandwidth = stream_gb_per_second(50_000_000, args.repeats)
-            bound = 64 / max(bandwidth)
-            print(f"stream a += b: {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic bound "
-                  f"{bound:.2f} ns per parameter (64 bytes: read and write P, TH, TC, V); "
-                  f"kernel at {min(ns) / bound:.2f}x")
+    print(f"# machine: {machine()}; min/median/max of {args.repeats} runs")
+    bandwidth = None
+    for dtype, size in (("float64", 8), ("float32", 4)):
+        for n_columns, rows in ((1024, 2000), (16384, 200), (args.big_columns, 3)):
+            ns = kernel_ns_per_parameter(n_columns, rows, args.repeats, dtype)
+            print(f"kernel {dtype}, {n_columns:>9} columns ({n_columns * 40:>10} parameters): "
+                  f"{spread(ns)} ns per parameter per learn step")
+            if n_columns == args.big_columns:
+                bandwidth = bandwidth or stream_gb_per_second(50_000_000, args.repeats)
+                bound = 8 * size / max(bandwidth)
+                print(f"stream a += b: {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic "
+                      f"bound {bound:.2f} ns per parameter ({8 * size} bytes: read and write P, "
+                      f"TH, TC, V); kernel at {min(ns) / bound:.2f}x")
     for label, ns in configurations(args.repeats):
         print(f"kernel, {label}: {spread(ns)} ns per parameter per learn step")
     ours, linear, many, n_params = river_api(args.repeats)

@@ -31,18 +31,18 @@ def river_rate(model, xs, ys, repeats: int) -> list:
     return [len(xs) / t for t in best_of(run, repeats)]
 
 
-def torch_rate(xs, ys, repeats: int, hidden: int) -> tuple:
+def torch_rate(xs, ys, repeats: int, hidden: int, dtype: str) -> tuple:
     import torch
 
     torch.set_num_threads(1)
+    kind = getattr(torch, dtype)
     cell, head = torch.nn.LSTMCell(8, hidden), torch.nn.Linear(hidden, 1)
+    cell, head = cell.to(kind), head.to(kind)
     params = list(cell.parameters()) + list(head.parameters())
     optimizer = torch.optim.RMSprop(params, lr=1e-3)
-    X = torch.tensor(np.array([[x[f"x{j}"] for j in range(8)] for x in xs]),
-                     dtype=torch.float64)
-    cell, head = cell.double(), head.double()
-    Y = torch.tensor(ys, dtype=torch.float64)
-    state = [torch.zeros(1, hidden, dtype=torch.float64)] * 2
+    X = torch.tensor(np.array([[x[f"x{j}"] for j in range(8)] for x in xs]), dtype=kind)
+    Y = torch.tensor(ys, dtype=kind)
+    state = [torch.zeros(1, hidden, dtype=kind)] * 2
 
     def run():
         h, c = state
@@ -64,17 +64,20 @@ def main() -> None:
     xs, ys = rows(args.steps)
     print(f"# machine: {machine()}; {args.steps} steps, 8 features, min/median/max of "
           f"{args.repeats}")
-    ours = ColumnarRegressor(n_columns=125, seed=0)
-    ours_rate = river_rate(ours, xs, ys, args.repeats)
-    print(f"ColumnarRegressor, 125 columns ({ours.n_parameters} parameters), float64: "
-          f"{'/'.join(f'{v:,.0f}' for v in sorted(ours_rate))} steps/s")
     try:
         import torch  # noqa: F401
     except ImportError:
+        torch = None
         print("PyTorch: not installed, skipped (pip install torch)")
-    else:
-        rate, n = torch_rate(xs, ys, args.repeats, hidden=30)
-        print(f"PyTorch LSTMCell(8, 30) + Linear, truncation 1, RMSprop, float64 ({n} "
+    for dtype in ("float64", "float32"):  # each side in the same precision
+        ours = ColumnarRegressor(n_columns=125, seed=0, dtype=dtype)
+        ours_rate = river_rate(ours, xs, ys, args.repeats)
+        print(f"ColumnarRegressor, 125 columns ({ours.n_parameters} parameters), {dtype}: "
+              f"{'/'.join(f'{v:,.0f}' for v in sorted(ours_rate))} steps/s")
+        if torch is None:
+            continue
+        rate, n = torch_rate(xs, ys, args.repeats, 30, dtype)
+        print(f"PyTorch LSTMCell(8, 30) + Linear, truncation 1, RMSprop, {dtype} ({n} "
               f"parameters): {'/'.join(f'{v:,.0f}' for v in sorted(rate))} steps/s; "
               f"ColumnarRegressor is {statistics.median(ours_rate) / statistics.median(rate):.1f}x")
     try:

@@ -65,53 +65,75 @@ typedef struct {
     SL_REAL delta, alpha, beta, eps, ge, ha;
 } SL_F(sl_own_rule);
 
-/* One row (z, k) of nl columns; the direct input is d[l] or, if d is NULL, d0 for all.
-   The rows never overlap; GCC loses the restrict qualifiers when it inlines this into
-   sl_own, so `ivdep` tells it (else it gives up on too many run-time alias checks). */
-static inline __attribute__((always_inline)) void SL_F(sl_own_row)(
-        ptrdiff_t nl, int kind, SL_F(sl_rptr) p, SL_F(sl_rptr) th, SL_F(sl_rptr) tc,
-        SL_F(sl_rptr) v, SL_F(sl_rptr) aux, SL_F(sl_crptr) Kc, SL_F(sl_crptr) Kh,
-        SL_F(sl_crptr) d, SL_REAL d0, SL_F(sl_crptr) f, SL_F(sl_crptr) A, SL_F(sl_crptr) E,
-        SL_F(sl_crptr) B, SL_F(sl_crptr) w, SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
+/* Rows (z, k) .. (z, k + R - 1) of nl columns (row r at offset r * stride), which share the
+   lanes' factors: the direct input of row r is d[l] (R = 1) or, if d is NULL, d0[r] for all
+   lanes. Up to SL_ROWS rows per pass load each factor once for all of them. The rows never
+   overlap; GCC loses the restrict qualifiers when it inlines this into sl_own, so `ivdep`
+   tells it (else it gives up on too many run-time alias checks). */
+#define SL_ROWS 4
+static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
+        ptrdiff_t nl, int R, ptrdiff_t stride, int kind, SL_F(sl_rptr) p, SL_F(sl_rptr) th,
+        SL_F(sl_rptr) tc, SL_F(sl_rptr) v, SL_F(sl_rptr) aux, SL_F(sl_crptr) Kc,
+        SL_F(sl_crptr) Kh, SL_F(sl_crptr) d, const SL_REAL *d0, SL_F(sl_crptr) f,
+        SL_F(sl_crptr) A, SL_F(sl_crptr) E, SL_F(sl_crptr) B, SL_F(sl_crptr) w,
+        SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
     SL_REAL delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
     SL_REAL ge = r->ge, ha = r->ha, scale = r->alpha * r->delta;
     int sgd = r->sgd, learn = r->learn;
 #pragma GCC ivdep
     for (ptrdiff_t l = 0; l < nl; l++) {
-        SL_REAL dd = d ? d[l] : d0;
-        SL_REAL a = SL_F(sl_trace)(&th[l], &tc[l], Kc[l] * dd, Kh[l] * dd, f[l], A[l], E[l],
-                                   B[l]);
-        if (kind == SL_SGD)
-            p[l] += scale * w[l] * a;
-        else if (kind == SL_RMS)
-            SL_F(sl_rmsprop)(&p[l], &v[l], -delta * w[l] * a, alpha, beta, eps);
-        else if (kind == SL_TD)
-            SL_F(sl_td_step)(&p[l], &v[l], &aux[l], a, delta, w[l], ge, alpha, beta, eps, sgd,
-                             learn);
-        else if (kind == SL_META && learn)
-            SL_F(sl_meta_step)(&p[l], &v[l], &aux[l], a, delta, w[l], h[l], ha, alpha, beta,
-                               eps, sgd);
+        SL_REAL kc = Kc[l], kh = Kh[l], fl = f[l], al = A[l], el = E[l], bl = B[l];
+        SL_REAL wl = w[l], hl = h[l];
+        for (int q = 0; q < R; q++) {
+            ptrdiff_t at = q * stride + l;
+            SL_REAL dd = d ? d[l] : d0[q];
+            SL_REAL a = SL_F(sl_trace)(&th[at], &tc[at], kc * dd, kh * dd, fl, al, el, bl);
+            if (kind == SL_SGD)
+                p[at] += scale * wl * a;
+            else if (kind == SL_RMS)
+                SL_F(sl_rmsprop)(&p[at], &v[at], -delta * wl * a, alpha, beta, eps);
+            else if (kind == SL_TD)
+                SL_F(sl_td_step)(&p[at], &v[at], &aux[at], a, delta, wl, ge, alpha, beta, eps,
+                                 sgd, learn);
+            else if (kind == SL_META && learn)
+                SL_F(sl_meta_step)(&p[at], &v[at], &aux[at], a, delta, wl, hl, ha, alpha,
+                                   beta, eps, sgd);
+        }
     }
 }
 
-/* Every row of nl columns starting at column o (pointers at column 0 of row (0, 0)). */
+/* Every row of nl columns starting at column o (pointers at column 0 of row (0, 0)): the
+   features SL_ROWS rows at a time, then the self-recurrent weight (input h(t-1) of the
+   column itself) and the bias (input 1). */
 static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
         ptrdiff_t nl, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P, SL_REAL *TH,
         SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn, const SL_F(sl_own_rule) *r,
         ptrdiff_t o) {
+    SL_REAL d0[SL_ROWS];
     for (int z = 0; z < 4; z++) {
         const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
         const SL_REAL *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;
         const SL_REAL *w = r->w + o, *h = r->h + o;
-        for (ptrdiff_t k = 0; k < K; k++) {
+        ptrdiff_t k = 0;
+        for (; k < K; ) {
             ptrdiff_t at = (z * K + k) * stride + o;
             SL_REAL *aux = AUX ? AUX + at : NULL;
-            if (k == K - 2)  /* the self-recurrent weight: input h(t-1) of its own column */
-                SL_F(sl_own_row)(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh,
-                                 r->hprev + o, 0, f, A, E, B, w, h, r);
-            else  /* a feature, or the bias (input 1) */
-                SL_F(sl_own_row)(nl, kind, P + at, TH + at, TC + at, V + at, aux, Kc, Kh,
-                                 NULL, k < K - 2 ? (SL_REAL)xn[k] : 1, f, A, E, B, w, h, r);
+            if (k + SL_ROWS <= K - 2) {  /* SL_ROWS features */
+                for (int q = 0; q < SL_ROWS; q++)
+                    d0[q] = (SL_REAL)xn[k + q];
+                SL_F(sl_own_rows)(nl, SL_ROWS, stride, kind, P + at, TH + at, TC + at, V + at,
+                                  aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+                k += SL_ROWS;
+            } else if (k == K - 2) {  /* the self-recurrent weight */
+                SL_F(sl_own_rows)(nl, 1, stride, kind, P + at, TH + at, TC + at, V + at, aux,
+                                  Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
+                k += 1;
+            } else {  /* one of the last features, or the bias */
+                d0[0] = k < K - 2 ? (SL_REAL)xn[k] : 1;
+                SL_F(sl_own_rows)(nl, 1, stride, kind, P + at, TH + at, TC + at, V + at, aux,
+                                  Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+                k += 1;
+            }
         }
     }
 }
