@@ -33,16 +33,17 @@ typedef const double *__restrict__ sl_cptr;
 
 /* The own parameters are stored (4, K, n): row (z, k) holds parameter (gate z, input k) of
    every column, so each per-column factor is a vector lane and one loop runs over the
-   columns of a block. A block is SL_BLOCK columns: their factors stay in cache while all 4 K
-   rows stream past; 512 measured best of 16 .. 8192 (benchmarks/README.md). Inputs k < K - 2
-   are the normalised features (one value for all columns), K - 2 the column's own h(t-1),
-   K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
+   columns of a block. A block is SL_BLOCK_BYTES of each row (1,024 float64 or 2,048 float32
+   columns): the block's factors stay in cache while all 4 K rows stream past. Blocks of
+   16 .. 8,192 float64 columns were measured; 512 .. 2,048 came out best, 8 KiB a little
+   ahead out of cache (benchmarks/README.md). Inputs k < K - 2 are the normalised features
+   (one value for all columns), K - 2 the column's own h(t-1), K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
    Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
 /* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B. */
 enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };
-#ifndef SL_BLOCK
-#define SL_BLOCK 512
+#ifndef SL_BLOCK_BYTES
+#define SL_BLOCK_BYTES 8192
 #endif
 
 #define SL_REAL double

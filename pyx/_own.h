@@ -143,8 +143,9 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_kind)(
         SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
         const SL_F(sl_own_rule) *r) {
     ptrdiff_t o = lo;
-    for (; o + SL_BLOCK <= hi; o += SL_BLOCK)
-        SL_F(sl_own_lanes)(SL_BLOCK, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
+    const ptrdiff_t block = SL_BLOCK_BYTES / sizeof(SL_REAL);
+    for (; o + block <= hi; o += block)
+        SL_F(sl_own_lanes)(block, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
     if (o < hi)
         SL_F(sl_own_lanes)(hi - o, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
 }
