@@ -105,7 +105,7 @@ def _column_rows(array, str name, dtype):
 
 
 cdef struct Step:
-    # factors of column i's trace recursion (see ColumnarKernel._coefficients)
+    # factors of column i's trace recursion (rows of ``coef``: sl_coefficients)
     double f, A, E, B
     # error, head weight w_i(t), new state h_i(t)
     double delta, w, h
@@ -485,8 +485,8 @@ cdef class ColumnarKernel:
 
     cdef bint _forward_core(self, const double* x) noexcept nogil:
         """The forward step into scratch; False if a value is non-finite or overflows.
-        Stage by stage: the pre-activations of a stage's columns, their activations and the
-        tanh of the new cell states, each a vector loop across columns (_loops.h)."""
+        Stage by stage: the pre-activations of a stage's columns (sl_preact), then the
+        cell (sl_cell: activations, c', tanh c', h'), each a vector loop across columns."""
         cdef Py_ssize_t i, j, z, k, first, lo, hi
         cdef Py_ssize_t n = self.n, m = self.m
         cdef double r, d, pre, y_mean, y_sd, acc
