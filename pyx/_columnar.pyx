@@ -180,9 +180,11 @@ cdef extern from "_loops.h" nogil:
                     float* TH, float* TC, float* V, float* AUX, const double* xn,
                     const sl_own_rule_f32* r)
     void sl_preact(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
-                   const double* P, const double* x, const double* h, double* out)
+                   const double* P, const double* x, const double* h, double* out,
+                   Py_ssize_t gs)
     void sl_preact_f32(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
-                       const float* P, const double* x, const double* h, double* out)
+                       const float* P, const double* x, const double* h, double* out,
+                       Py_ssize_t gs)
     void sl_coefficients(Py_ssize_t lo, Py_ssize_t hi, const double* gates, Py_ssize_t gs,
                          const double* cp, const double* T, const double* u, Py_ssize_t us,
                          double* coef, Py_ssize_t cs)
@@ -508,13 +510,12 @@ cdef class ColumnarKernel:
             while hi < n and self.st_ptr[hi + 1] - self.st_ptr[hi] == \
                     self.st_ptr[lo + 1] - self.st_ptr[lo]:
                 hi += 1
-            for z in range(4):  # pre-activations from the own parameters
-                if self.f32:
-                    sl_preact_f32(lo, hi, self.K, n, &self.P32[z, 0, 0], xn, &self.h[0],
-                                  &self.gates[z, 0])
-                else:
-                    sl_preact(lo, hi, self.K, n, &self.P[z, 0, 0], xn, &self.h[0],
-                              &self.gates[z, 0])
+            if self.f32:  # pre-activations from the own parameters
+                sl_preact_f32(lo, hi, self.K, n, &self.P32[0, 0, 0], xn, &self.h[0],
+                              &self.gates[0, 0], n)
+            else:
+                sl_preact(lo, hi, self.K, n, &self.P[0, 0, 0], xn, &self.h[0],
+                          &self.gates[0, 0], n)
             for i in range(lo, hi if extra else lo):  # lateral and stage weights
                 first = self.st_ptr[i]
                 for z in range(4):

@@ -174,22 +174,27 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
     }
 }
 
-/* Pre-activations of gate z for columns lo .. hi - 1 into out[lo .. hi - 1], in double:
-   sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (z, 0), column 0). */
+/* Pre-activations of the four gates for columns lo .. hi - 1, in double, into row z of
+   `out` (stride gs): sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (0, 0),
+   column 0). One call for the four gates: a small network's step is mostly such set-ups. */
 SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
                                       ptrdiff_t stride, const SL_REAL *P, const double *x,
-                                      const double *h, double *out) {
-    for (ptrdiff_t i = lo; i < hi; i++)
-        out[i] = 0.0;
-    for (ptrdiff_t k = 0; k < K - 2; k++) {
-        const SL_REAL *row = P + k * stride;
-        double xk = x[k];
+                                      const double *h, double *out, ptrdiff_t gs) {
+    for (int z = 0; z < 4; z++) {
+        const SL_REAL *Pz = P + z * K * stride;
+        double *o = out + z * gs;
         for (ptrdiff_t i = lo; i < hi; i++)
-            out[i] += (double)row[i] * xk;
+            o[i] = 0.0;
+        for (ptrdiff_t k = 0; k < K - 2; k++) {
+            const SL_REAL *row = Pz + k * stride;
+            double xk = x[k];
+            for (ptrdiff_t i = lo; i < hi; i++)
+                o[i] += (double)row[i] * xk;
+        }
+        const SL_REAL *u = Pz + (K - 2) * stride, *b = Pz + (K - 1) * stride;
+        for (ptrdiff_t i = lo; i < hi; i++)
+            o[i] = o[i] + (double)u[i] * h[i] + (double)b[i];
     }
-    const SL_REAL *u = P + (K - 2) * stride, *b = P + (K - 1) * stride;
-    for (ptrdiff_t i = lo; i < hi; i++)
-        out[i] = out[i] + (double)u[i] * h[i] + (double)b[i];
 }
 
 /* The trace-recursion factors of columns lo .. hi - 1 (PAPER.md section 3), rows of `coef`
