@@ -10,6 +10,9 @@ Layout (every array is owned by Python, the kernel only views it):
   column-innermost, ``(4, K, n)`` C-contiguous, of which the ``(n, 4, K)`` array is a
   transposed view (``streamlearn.network.column_array``): one parameter of every column is
   a contiguous row, so per-column work runs as vector loops across columns (``_loops.h``).
+  Small float64 networks (``network.empty_columns``) keep them ``(n, 4, K)`` C-contiguous
+  instead and run column by column, each column's 4 K parameters in one loop: with fewer
+  columns than two vectors' worth of lanes, the per-row loops cost more than they save.
 * ``h``, ``c``, ``w``, ``vw``, ``ew``: ``(n,)`` column states, head weights, their second
   moment and (TD) their eligibility.
 * ``scalars``: see ``S_*`` below (head bias, moments, target statistics, TD bookkeeping).
@@ -94,14 +97,29 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
-def _column_rows(array, str name, dtype):
-    """The (4, K, n) C-contiguous memory behind a column-innermost (n, 4, K) state array."""
+def _own_rows(array, str name, dtype, bint per_column):
+    """The memory of an (n, 4, K) per-parameter array as the kernel indexes it: the array
+    itself if ``per_column`` (C-contiguous), else its (4, K, n) C-contiguous transpose."""
     import numpy as np
-    rows = np.asarray(array).transpose(1, 2, 0)
+    rows = np.asarray(array)
+    rows = rows if per_column else rows.transpose(1, 2, 0)
     if not rows.flags.c_contiguous or rows.dtype != dtype:
-        raise ValueError(f"{name} must be a column-innermost {np.dtype(dtype).name} array "
-                         "(streamlearn.network.column_array), like P")
+        raise ValueError(f"{name} must be a C-contiguous or column-innermost "
+                         f"{np.dtype(dtype).name} array laid out like P "
+                         "(streamlearn.network.empty_columns)")
     return rows
+
+
+cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noexcept nogil:
+    """a . b with two independent accumulators (no reassociation by the compiler needed)."""
+    cdef Py_ssize_t j
+    cdef double s0 = 0.0, s1 = 0.0
+    for j in range(0, count - 1, 2):
+        s0 = s0 + a[j] * b[j]
+        s1 = s1 + a[j + 1] * b[j + 1]
+    if count % 2:
+        s0 = s0 + a[count - 1] * b[count - 1]
+    return s0 + s1
 
 
 cdef struct Step:
@@ -214,6 +232,8 @@ cdef extern from "_loops.h" nogil:
                int sgd, int learn)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd)
+    void sl_direct_rows(Py_ssize_t K, const double* d, const double* Kc, const double* Kh,
+                        double* kcd, double* khd)
     void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
     bint sl_cell(Py_ssize_t lo, Py_ssize_t hi, double* gates, Py_ssize_t gs,
                  const Py_ssize_t* mode, const double* c, double* c_new, double* tanh_c,
@@ -271,9 +291,12 @@ def raise_for_status(int status, double delta):
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
-    cdef double[:, :, ::1] P, TH, TC, V, AUX   # (4, K, n): column-innermost
+    cdef double[:, :, ::1] P, TH, TC, V, AUX   # (4, K, n): column-innermost, or (n, 4, K)
     cdef float[:, :, ::1] P32, TH32, TC32, V32, AUX32  # the same when f32
     cdef bint f32                  # the own parameters are float32
+    cdef bint per_column           # P ... are (n, 4, K) C-contiguous: run column by column
+    cdef double[::1] dv            # per_column: direct inputs of a column's own parameters
+    cdef double[:, ::1] urows      # per_column: (4, n) self-recurrent weights, gathered
     cdef float[:, ::1] fac32       # (N_FAC32, n): factor rows of a float32 step
     cdef double limit              # LIMIT, or LIMIT_F32 for float32 parameters
     cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
@@ -311,8 +334,12 @@ cdef class ColumnarKernel:
             raise ValueError(f"P must be float64 or float32, got {dtype}")
         self.f32 = dtype == np.float32
         self.limit = LIMIT_F32 if self.f32 else LIMIT
-        P, TH, TC, V = [_column_rows(arrays[key], key, dtype) for key in ("P", "TH", "TC", "V")]
-        AUX = _column_rows(arrays["AUX"], "AUX", dtype) if self.aux else None
+        given = np.asarray(arrays["P"])
+        self.per_column = not self.f32 and given.flags.c_contiguous and (
+            given.shape[0] == 1 or not given.transpose(1, 2, 0).flags.c_contiguous)
+        P, TH, TC, V = [_own_rows(arrays[key], key, dtype, self.per_column)
+                        for key in ("P", "TH", "TC", "V")]
+        AUX = _own_rows(arrays["AUX"], "AUX", dtype, self.per_column) if self.aux else None
         if self.f32:
             self.P32, self.TH32, self.TC32, self.V32 = P, TH, TC, V
             if self.aux:
@@ -347,9 +374,9 @@ cdef class ColumnarKernel:
         self.x_mean = arrays["x_mean"]
         self.x_var = arrays["x_var"]
         self.x_count = arrays["x_count"]
-        self.n = P.shape[2]
+        self.n = P.shape[0] if self.per_column else P.shape[2]
         self.stages = self.SP.shape[0] > 0
-        self.K = P.shape[1]
+        self.K = P.shape[2] if self.per_column else P.shape[1]
         self.m = self.K - 2
         if self.scalars.shape[0] != N_SCALARS:
             raise ValueError(f"scalars must have {N_SCALARS} entries")
@@ -383,8 +410,12 @@ cdef class ColumnarKernel:
         if self.f32:
             self.fac32 = np.zeros((N_FAC32, self.n), np.float32)
         self.x_in = np.zeros(self.m)
-        block = max(1, int(np.diff(arrays["lat_ptr"]).max(initial=0)),
+        block = max(self.K if self.per_column else 1,
+                    int(np.diff(arrays["lat_ptr"]).max(initial=0)),
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
+        if self.per_column:
+            self.dv = np.ones(self.K)
+            self.urows = np.zeros((4, self.n))
         self.kcd = np.zeros(4 * block)
         self.dl = np.zeros(block)
         # releasing and retaking the GIL costs about as much as a step of a few hundred
@@ -406,7 +437,7 @@ cdef class ColumnarKernel:
             mx = &self.maxima[k, 0]
             for i in range(n):
                 mx[i] = 0.0
-        for z in range(4):  # own parameters: row by row, across columns
+        for z in range(0 if self.per_column else 4):  # own parameters: by rows, across columns
             for k in range(self.K):
                 if self.f32:
                     sl_row_max_f32(n, &self.maxima[M_TH, 0], &self.TH32[z, k, 0])
@@ -420,12 +451,15 @@ cdef class ColumnarKernel:
                     sl_row_max(n, &self.maxima[M_P, 0], &self.P[z, k, 0])
                     if self.aux:
                         sl_row_max(n, &self.maxima[M_AUX, 0], &self.AUX[z, k, 0])
-        for i in range(n):  # then each column's lateral and stage weights
+        for i in range(n):  # then each column's lateral and stage weights (and own, per_column)
             s.mth = self.maxima[M_TH, i]
             s.mtc = self.maxima[M_TC, i]
             s.mp = self.maxima[M_P, i]
             s.maux = self.maxima[M_AUX, i]
             for z in range(4):
+                for k in range(self.K if self.per_column else 0):
+                    _track(&s, self.TH[i, z, k], self.TC[i, z, k], self.P[i, z, k],
+                           self.AUX[i, z, k] if self.aux else 0.0)
                 for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
                     _track(&s, self.LTH[k, z], self.LTC[k, z], self.LP[k, z],
                            self.LAUX[k, z] if self.aux else 0.0)
@@ -494,6 +528,7 @@ cdef class ColumnarKernel:
         cdef double r, d, pre, y_mean, y_sd, acc
         cdef bint ok = True
         cdef bint extra = self.stages or self.LP.shape[0] > 0
+        cdef const double* row
         cdef const double* xn = &self.xn[0] if m else NULL
         for j in range(m):
             if self.normalize:
@@ -513,6 +548,11 @@ cdef class ColumnarKernel:
             if self.f32:  # pre-activations from the own parameters
                 sl_preact_f32(lo, hi, self.K, n, &self.P32[0, 0, 0], xn, &self.h[0],
                               &self.gates[0, 0], n)
+            elif self.per_column:
+                for i in range(lo, hi):
+                    for z in range(4):
+                        row = &self.P[i, z, 0]
+                        self.gates[z, i] = _dot(row, xn, m) + row[m] * self.h[i] + row[m + 1]
             else:
                 sl_preact(lo, hi, self.K, n, &self.P[0, 0, 0], xn, &self.h[0],
                           &self.gates[0, 0], n)
@@ -650,8 +690,12 @@ cdef class ColumnarKernel:
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
             if not self._bounds_ok(delta, head_step):
                 return STATUS_DIVERGING
-        self._own_update(delta, learn)
-        for i in range(n if self.LP.shape[0] or self.stages else 0):
+        if self.per_column:
+            for k in range(m):
+                self.dv[k] = self.xn[k]
+        else:
+            self._own_update(delta, learn)
+        for i in range(n if self.per_column or self.LP.shape[0] or self.stages else 0):
             if self.mode[i] == LEARNING:
                 self._column_update(i, delta, learn)
         # the bounds are the new maxima (sl_bounds kept those of the other columns)
@@ -690,7 +734,7 @@ cdef class ColumnarKernel:
         """Bound, per learning column, everything the in-place update can write (into
         ``bounds``; sl_bounds), having computed the columns' trace-recursion factors (into
         ``coef``, for the update; sl_coefficients); False if any bound reaches LIMIT."""
-        cdef Py_ssize_t k, n = self.n, m = self.m
+        cdef Py_ssize_t i, k, z, n = self.n, m = self.m
         cdef double xmax = 1.0
         cdef double alpha = self.step_size, ha = self.head_step_size
         cdef double gl = self.gamma * self.lambda_, rms_step = alpha / sqrt(1.0 - self.beta)
@@ -701,6 +745,12 @@ cdef class ColumnarKernel:
         if self.f32:
             sl_coefficients_f32(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
                                 &self.P32[0, m, 0], self.K * n, &self.coef[0, 0], n)
+        elif self.per_column:  # gather the self-recurrent weights into rows first
+            for z in range(4):
+                for i in range(n):
+                    self.urows[z, i] = self.P[i, z, m]
+            sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
+                            &self.urows[0, 0], n, &self.coef[0, 0], n)
         else:
             sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
                             &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
@@ -780,9 +830,11 @@ cdef class ColumnarKernel:
             lo = hi
 
     cdef void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:
-        """Traces of column i's lateral and stage weights, then, if learning, the step on
-        each one's gradient estimate: one loop over each of the two contiguous blocks, with
-        the column's factors from ``coef`` (_bounds_ok)."""
+        """Traces of column i's lateral and stage weights (and own parameters if
+        ``per_column``), then, if learning, the step on each one's gradient estimate: one
+        loop over each contiguous block, with the column's factors from ``coef``
+        (_bounds_ok). ``dv`` holds the own parameters' direct inputs (the m inputs, filled
+        by commit; h_i(t-1); 1)."""
         cdef Py_ssize_t k, z, first, count
         cdef double* kcd = &self.kcd[0]
         cdef double* khd = &self.khd[0]
@@ -800,6 +852,11 @@ cdef class ColumnarKernel:
         s.w = self.w[i]
         s.h = self.h_new[i]
         s.learn = learn
+        if self.per_column:  # own: (gate z, input k) at z K + k
+            self.dv[self.m] = self.h[i]
+            sl_direct_rows(self.K, &self.dv[0], Kc, Kh, kcd, khd)
+            self._run(&s, &self.P[i, 0, 0], &self.TH[i, 0, 0], &self.TC[i, 0, 0],
+                      &self.V[i, 0, 0], &self.AUX[i, 0, 0] if self.aux else NULL, 4 * self.K)
         first = self.lat_ptr[i]
         count = self.lat_ptr[i + 1] - first
         if count:  # lateral weights: (source k, gate z) at 4 k + z, input h_j(t-1)

@@ -70,6 +70,18 @@ SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const
             dst[r * n + i] = (float)src[r][i];
 }
 
+/* Direct-input terms of a column's own parameters stored gate-major (small float64
+   networks, one column's 4 K parameters contiguous): entry z K + k has gate z and input
+   d[k]; kcd[z K + k] = Kc[z] d[k], khd[z K + k] = Kh[z] d[k]. */
+SL_CLONES static void sl_direct_rows(ptrdiff_t K, sl_cptr d, const double *Kc,
+                                     const double *Kh, sl_ptr kcd, sl_ptr khd) {
+    for (int z = 0; z < 4; z++)
+        for (ptrdiff_t k = 0; k < K; k++) {
+            kcd[z * K + k] = Kc[z] * d[k];
+            khd[z * K + k] = Kh[z] * d[k];
+        }
+}
+
 /* Direct-input terms of a column's lateral or stage weights: entry e = 4 j + z has gate z
    and input d[j]; kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. */
 SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, const double *Kh,

@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
         ptrdiff_t nl, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P, SL_REAL *TH,
         SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn, const SL_F(sl_own_rule) *r,
         ptrdiff_t o) {
-    SL_REAL d0[SL_ROWS];
+    SL_REAL d0[SL_ROWS] = {0};
     for (int z = 0; z < 4; z++) {
         const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
         const SL_REAL *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;

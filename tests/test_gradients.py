@@ -6,7 +6,7 @@ import pytest
 
 from conftest import dense_inputs, load_random_parameters
 from reference import bptt, final_state
-from streamlearn import ColumnarRegressor
+from streamlearn import ColumnarRegressor, ColumnarTD
 
 
 def _stream(rng, T):
@@ -106,6 +106,40 @@ def _learn(model, x, y):
     prediction = model.predict_one(x)
     model.learn_one(x, y)
     return prediction
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ColumnarRegressor(n_columns=20, seed=1),
+    lambda: ColumnarRegressor(n_columns=20, optimizer="sgd", step_size=0.01, seed=2),
+    lambda: ColumnarRegressor(n_columns=20, meta=True, lateral_density=0.2, seed=3),
+    lambda: ColumnarTD(n_columns=20, columns_per_stage=10, steps_per_stage=60, seed=4),
+])
+def test_both_layouts_learn_the_same(make):
+    """The kernel's two code paths, column by column on (n, 4, K) C-order arrays and across
+    columns on column-innermost ones, take the same steps (to rounding: the pre-activation
+    sums are ordered differently) for every rule, with laterals and stages."""
+    names = ["a", "b", "c"]
+    across, by_column = make(), make()
+    for model in (across, by_column):
+        model.add_features(names)
+    net = by_column._net
+    for key in ("P", "TH", "TC", "V", "AUX"):
+        if key in net.arrays:
+            net.arrays[key] = np.ascontiguousarray(net.arrays[key])
+    net._drop_kernel()
+    assert not net.arrays["P"].transpose(1, 2, 0).flags.c_contiguous
+    assert across._net.arrays["P"].transpose(1, 2, 0).flags.c_contiguous
+    rng = np.random.default_rng(5)
+    for t in range(150):
+        x = dict(zip(names, rng.normal(size=3)))
+        y = float(x["a"] - x["b"] + rng.normal(scale=0.1))
+        assert by_column.predict_one(x) == pytest.approx(across.predict_one(x), rel=1e-9,
+                                                         abs=1e-12)
+        across.learn_one(x, y)
+        by_column.learn_one(x, y)
+    for key in ("P", "TH", "TC", "V"):
+        np.testing.assert_allclose(by_column._net.arrays[key], across._net.arrays[key],
+                                   rtol=1e-7, atol=1e-12)
 
 
 def test_bptt_reference_matches_finite_differences():
