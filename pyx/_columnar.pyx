@@ -7,9 +7,11 @@ Layout (every array is owned by Python, the kernel only views it):
   forget, output, candidate; along the last axis the m input weights, the self-recurrent
   weight u, the bias. ``TH = dh_i/dp`` and ``TC = dc_i/dp`` for the parameters of column i
   (Javed, White & Sutton 2021); ``V`` is the RMSProp second moment. In memory they are
-  column-innermost, ``(4, K, n)`` C-contiguous, of which the ``(n, 4, K)`` array is a
-  transposed view (``streamlearn.network.column_array``): one parameter of every column is
-  a contiguous row, so per-column work runs as vector loops across columns (``_loops.h``).
+  column-innermost: rows of a ``(4, K, s)`` C-contiguous array, ``s >= n`` (the row stride,
+  padded so that rows do not alias in the cache), of which the ``(n, 4, K)`` array is a
+  sliced, transposed view (``streamlearn.network.empty_columns``): one parameter of every
+  column is a contiguous row, so per-column work runs as vector loops across columns
+  (``_loops.h``).
   Small float64 networks (``network.empty_columns``) keep them ``(n, 4, K)`` C-contiguous
   instead and run column by column, each column's 4 K parameters in one loop: with fewer
   columns than two vectors' worth of lanes, the per-row loops cost more than they save.
@@ -97,13 +99,20 @@ cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
 
 
-def _own_rows(array, str name, dtype, bint per_column):
+def _own_rows(array, str name, dtype, bint per_column, Py_ssize_t stride):
     """The memory of an (n, 4, K) per-parameter array as the kernel indexes it: the array
-    itself if ``per_column`` (C-contiguous), else its (4, K, n) C-contiguous transpose."""
+    itself if ``per_column`` (C-contiguous), else its (4, K, n) transpose, whose rows must
+    be contiguous and ``stride`` elements apart (gate after gate)."""
     import numpy as np
     rows = np.asarray(array)
     rows = rows if per_column else rows.transpose(1, 2, 0)
-    if not rows.flags.c_contiguous or rows.dtype != dtype:
+    if per_column:
+        fine = rows.flags.c_contiguous
+    else:
+        size = rows.itemsize
+        fine = rows.strides[:2] == (rows.shape[1] * stride * size, stride * size) and (
+            rows.strides[2] == size or rows.shape[2] == 1)
+    if not fine or rows.dtype != dtype:
         raise ValueError(f"{name} must be a C-contiguous or column-innermost "
                          f"{np.dtype(dtype).name} array laid out like P "
                          "(streamlearn.network.empty_columns)")
@@ -291,8 +300,9 @@ def raise_for_status(int status, double delta):
 cdef class ColumnarKernel:
     """State views plus the forward and commit steps of a columnar LSTM network."""
 
-    cdef double[:, :, ::1] P, TH, TC, V, AUX   # (4, K, n): column-innermost, or (n, 4, K)
-    cdef float[:, :, ::1] P32, TH32, TC32, V32, AUX32  # the same when f32
+    cdef double[:, :, :] P, TH, TC, V, AUX     # (4, K, n): column-innermost, or (n, 4, K)
+    cdef float[:, :, :] P32, TH32, TC32, V32, AUX32  # the same when f32
+    cdef Py_ssize_t rs             # column-innermost: elements from one row to the next
     cdef bint f32                  # the own parameters are float32
     cdef bint per_column           # P ... are (n, 4, K) C-contiguous: run column by column
     cdef double[::1] dv            # per_column: direct inputs of a column's own parameters
@@ -337,9 +347,11 @@ cdef class ColumnarKernel:
         given = np.asarray(arrays["P"])
         self.per_column = not self.f32 and given.flags.c_contiguous and (
             given.shape[0] == 1 or not given.transpose(1, 2, 0).flags.c_contiguous)
-        P, TH, TC, V = [_own_rows(arrays[key], key, dtype, self.per_column)
+        self.rs = given.strides[2] // given.itemsize
+        P, TH, TC, V = [_own_rows(arrays[key], key, dtype, self.per_column, self.rs)
                         for key in ("P", "TH", "TC", "V")]
-        AUX = _own_rows(arrays["AUX"], "AUX", dtype, self.per_column) if self.aux else None
+        AUX = _own_rows(arrays["AUX"], "AUX", dtype, self.per_column, self.rs) \
+            if self.aux else None
         if self.f32:
             self.P32, self.TH32, self.TC32, self.V32 = P, TH, TC, V
             if self.aux:
@@ -546,7 +558,7 @@ cdef class ColumnarKernel:
                     self.st_ptr[lo + 1] - self.st_ptr[lo]:
                 hi += 1
             if self.f32:  # pre-activations from the own parameters
-                sl_preact_f32(lo, hi, self.K, n, &self.P32[0, 0, 0], xn, &self.h[0],
+                sl_preact_f32(lo, hi, self.K, self.rs, &self.P32[0, 0, 0], xn, &self.h[0],
                               &self.gates[0, 0], n)
             elif self.per_column:
                 for i in range(lo, hi):
@@ -554,7 +566,7 @@ cdef class ColumnarKernel:
                         row = &self.P[i, z, 0]
                         self.gates[z, i] = _dot(row, xn, m) + row[m] * self.h[i] + row[m + 1]
             else:
-                sl_preact(lo, hi, self.K, n, &self.P[0, 0, 0], xn, &self.h[0],
+                sl_preact(lo, hi, self.K, self.rs, &self.P[0, 0, 0], xn, &self.h[0],
                           &self.gates[0, 0], n)
             for i in range(lo, hi if extra else lo):  # lateral and stage weights
                 first = self.st_ptr[i]
@@ -744,7 +756,7 @@ cdef class ColumnarKernel:
             xmax = _max(xmax, fabs(self.hn[k]))
         if self.f32:
             sl_coefficients_f32(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
-                                &self.P32[0, m, 0], self.K * n, &self.coef[0, 0], n)
+                                &self.P32[0, m, 0], self.K * self.rs, &self.coef[0, 0], n)
         elif self.per_column:  # gather the self-recurrent weights into rows first
             for z in range(4):
                 for i in range(n):
@@ -753,7 +765,7 @@ cdef class ColumnarKernel:
                             &self.urows[0, 0], n, &self.coef[0, 0], n)
         else:
             sl_coefficients(0, n, &self.gates[0, 0], n, &self.c[0], &self.tanh_c[0],
-                            &self.P[0, m, 0], self.K * n, &self.coef[0, 0], n)
+                            &self.P[0, m, 0], self.K * self.rs, &self.coef[0, 0], n)
         return sl_bounds(n, &self.mode[0], &self.coef[0, 0], n, &self.gates[GATE_F, 0],
                          &self.h[0], &self.w[0], &self.maxima[0, 0], &self.bounds[0, 0], xmax,
                          delta, SL_META if self.rule == RULE_META else
@@ -818,12 +830,12 @@ cdef class ColumnarKernel:
             while hi < n and self.mode[hi] == LEARNING:
                 hi += 1
             if self.f32:
-                sl_own_f32(lo, hi, self.K, n, &self.P32[0, 0, 0], &self.TH32[0, 0, 0],
+                sl_own_f32(lo, hi, self.K, self.rs, &self.P32[0, 0, 0], &self.TH32[0, 0, 0],
                            &self.TC32[0, 0, 0], &self.V32[0, 0, 0],
                            &self.AUX32[0, 0, 0] if self.aux else NULL,
                            &self.xn[0] if self.m else NULL, &r32)
             else:
-                sl_own(lo, hi, self.K, n, &self.P[0, 0, 0], &self.TH[0, 0, 0],
+                sl_own(lo, hi, self.K, self.rs, &self.P[0, 0, 0], &self.TH[0, 0, 0],
                        &self.TC[0, 0, 0], &self.V[0, 0, 0],
                        &self.AUX[0, 0, 0] if self.aux else NULL,
                        &self.xn[0] if self.m else NULL, &r)

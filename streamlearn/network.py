@@ -94,15 +94,28 @@ def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
     dtype = np.dtype(dtype)
     if n < ROWS_BELOW_COLUMNS and dtype == np.float64:
         return np.empty(shape)
-    nbytes = dtype.itemsize * n * gates * k
+    stride = row_stride(n, dtype.itemsize)
+    nbytes = dtype.itemsize * stride * gates * k
     if nbytes < 1 << 16:
-        return np.empty((gates, k, n), dtype).transpose(2, 0, 1)
-    slot = _KINDS.index("" if key == "P" else key)
-    offset = (1024 * slot + 512 * (slot // 4)) % 4096
-    buffer = np.empty(nbytes + offset + 4096, np.uint8)
-    start = offset + (-buffer.ctypes.data) % 4096
-    rows = buffer[start:start + nbytes].view(dtype).reshape(gates, k, n)
-    return rows.transpose(2, 0, 1)
+        rows = np.empty((gates, k, stride), dtype)
+    else:
+        slot = _KINDS.index("" if key == "P" else key)
+        offset = (1024 * slot + 512 * (slot // 4)) % 4096
+        buffer = np.empty(nbytes + offset + 4096, np.uint8)
+        start = offset + (-buffer.ctypes.data) % 4096
+        rows = buffer[start:start + nbytes].view(dtype).reshape(gates, k, stride)
+    return rows[:, :, :n].transpose(2, 0, 1)
+
+
+def row_stride(n: int, itemsize: int) -> int:
+    """Elements from one row of a column-innermost array to the next: n rounded up to a
+    cache line, plus one line if that is a multiple of 1 KiB. With rows a multiple of 1 KiB
+    apart (1,024 float64 columns: 8 KiB) the kernel's loads and stores of neighbouring rows
+    alias in the low address bits and stall: 1,024 columns cost 1.76-1.91 ns per parameter
+    against 1.53-1.58 for 1,016 (same build, float64)."""
+    per_line = 64 // itemsize
+    stride = -(-n // per_line) * per_line
+    return stride + per_line if (stride * itemsize) % 1024 == 0 else stride
 
 
 def column_array(values: np.ndarray, key: str = "P", dtype=np.float64) -> np.ndarray:

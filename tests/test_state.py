@@ -78,13 +78,14 @@ def test_state_dict_layout():
     assert np.any(model.state_dict()["parameters"] != 0.0)
 
 
-@pytest.mark.parametrize("n_columns", [7, 600])
+@pytest.mark.parametrize("n_columns", [7, 128, 600])
 def test_per_parameter_arrays_keep_the_kernels_layout(n_columns):
     """New, grown and loaded networks keep the kernel's layout: C order (n, 4, K) below
-    ROWS_BELOW_COLUMNS columns, else (n, 4, K) views of C-contiguous (4, K, n) memory, large
-    ones page-aligned; an array in neither layout is refused with a clear error."""
+    ROWS_BELOW_COLUMNS columns, else (n, 4, K) views of rows of a C-contiguous (4, K, s)
+    array (s = row_stride(n)), large ones page-aligned; an array in neither layout is
+    refused with a clear error."""
     from streamlearn._columnar import ColumnarKernel
-    from streamlearn.network import ROWS_BELOW_COLUMNS
+    from streamlearn.network import ROWS_BELOW_COLUMNS, row_stride
 
     model = ColumnarRegressor(n_columns=n_columns, seed=1, meta=True)
     loaded = ColumnarRegressor(n_columns=n_columns, seed=1, meta=True)
@@ -99,7 +100,9 @@ def test_per_parameter_arrays_keep_the_kernels_layout(n_columns):
                 assert net.arrays[key].flags.c_contiguous, key
                 continue
             rows = net.arrays[key].transpose(1, 2, 0)
-            assert rows.flags.c_contiguous, key
+            s = row_stride(n_columns, 8)
+            assert rows.strides == (rows.shape[1] * s * 8, s * 8, 8), key
+            assert (s * 8) % 1024 != 0, key
             if rows.nbytes >= 1 << 16:  # large ones on a page, 512 B .. 3 KiB into it
                 assert rows.ctypes.data % 512 == 0, key
     arrays = dict(model._net.arrays, P=np.asfortranarray(model._net.arrays["P"]))
