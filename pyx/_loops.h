@@ -40,8 +40,24 @@ typedef const double *__restrict__ sl_cptr;
    (one value for all columns), K - 2 the column's own h(t-1), K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
    Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
-/* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B. */
+/* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B; a copy of the
+   factors (N_FAC rows, padded) adds the forget gate, w, h(t) and h(t-1). */
 enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };
+enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
+/* Point the factor rows of a rule (sl_own_rule or sl_own_rule_f32) at such a copy. */
+#define SL_POINT(r, fac, width) do {                                                   \
+        (r)->f = (fac) + SL_F_F * (width);                                             \
+        (r)->A = (fac) + SL_C_A * (width);                                             \
+        (r)->E = (fac) + SL_C_E * (width);                                             \
+        (r)->B = (fac) + SL_C_B * (width);                                             \
+        for (int z_ = 0; z_ < 4; z_++) {                                               \
+            (r)->Kc[z_] = (fac) + (SL_C_KC + z_) * (width);                            \
+            (r)->Kh[z_] = (fac) + (SL_C_KH + z_) * (width);                            \
+        }                                                                              \
+        (r)->w = (fac) + SL_F_W * (width);                                             \
+        (r)->h = (fac) + SL_F_H * (width);                                             \
+        (r)->hprev = (fac) + SL_F_HPREV * (width);                                     \
+    } while (0)
 #ifndef SL_BLOCK_BYTES
 #define SL_BLOCK_BYTES 8192
 #endif
@@ -61,13 +77,13 @@ enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF 
 #undef SL_F
 #undef SL_SQRT
 
-/* dst[r][i] = (float) src[r][i] for rows r < rows of n values (the factor rows of a
-   float32 step). */
+/* dst[r * stride + i] = (float) src[r][i] for rows r < rows of n values (the factor rows
+   of a float32 step). */
 SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const *src,
-                                float *dst) {
+                                float *dst, ptrdiff_t stride) {
     for (ptrdiff_t r = 0; r < rows; r++)
         for (ptrdiff_t i = 0; i < n; i++)
-            dst[r * n + i] = (float)src[r][i];
+            dst[r * stride + i] = (float)src[r][i];
 }
 
 /* Direct-input terms of a column's own parameters stored gate-major (small float64

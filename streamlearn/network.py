@@ -73,10 +73,11 @@ ROWS_BELOW_COLUMNS = 16
 
 
 def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
-    """An uninitialised (n, 4, K) per-parameter array stored column-innermost: the transposed
-    view of a C-contiguous (4, K, n) array, the layout the kernel runs on (one parameter of
-    every column is contiguous, so per-column work vectorises across columns). numpy keeps
-    the layout in copies with ``order="K"``; ``copy()`` (order "C") does not.
+    """An uninitialised (n, 4, K) per-parameter array stored column-innermost: the sliced,
+    transposed view of a C-contiguous (4, K, s) array, s = row_stride(n) >= n, whose padding
+    is zero. That is the layout the kernel runs on: one parameter of every column is a
+    contiguous row, so per-column work vectorises across columns. numpy keeps the order in
+    copies with ``order="K"`` (without the padding); ``copy()`` (order "C") does not.
 
     float64 networks of fewer than ``ROWS_BELOW_COLUMNS`` columns are plain C order
     instead: the kernel then runs column by column, a column's 4 K parameters in one loop.
@@ -96,12 +97,12 @@ def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
         return np.empty(shape)
     stride = row_stride(n, dtype.itemsize)
     nbytes = dtype.itemsize * stride * gates * k
-    if nbytes < 1 << 16:
-        rows = np.empty((gates, k, stride), dtype)
+    if nbytes < 1 << 16:  # zeros: the kernel also runs the padding lanes (row_stride)
+        rows = np.zeros((gates, k, stride), dtype)
     else:
         slot = _KINDS.index("" if key == "P" else key)
         offset = (1024 * slot + 512 * (slot // 4)) % 4096
-        buffer = np.empty(nbytes + offset + 4096, np.uint8)
+        buffer = np.zeros(nbytes + offset + 4096, np.uint8)
         start = offset + (-buffer.ctypes.data) % 4096
         rows = buffer[start:start + nbytes].view(dtype).reshape(gates, k, stride)
     return rows[:, :, :n].transpose(2, 0, 1)
@@ -109,7 +110,8 @@ def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
 
 def row_stride(n: int, itemsize: int) -> int:
     """Elements from one row of a column-innermost array to the next: n rounded up to a
-    cache line, plus one line if that is a multiple of 1 KiB. With rows a multiple of 1 KiB
+    cache line (the kernel runs those padding lanes too, on zeros, so that a row ends on a
+    whole vector), plus one line if that is a multiple of 1 KiB. With rows a multiple of 1 KiB
     apart (1,024 float64 columns: 8 KiB) the kernel's loads and stores of neighbouring rows
     alias in the low address bits and stall: 1,024 columns cost 1.76-1.91 ns per parameter
     against 1.53-1.58 for 1,016 (same build, float64)."""
