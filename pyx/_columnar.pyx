@@ -342,12 +342,12 @@ cdef class ColumnarKernel:
         import numpy as np
         self.rule = RULES.index(rule)
         self.aux = self.rule != RULE_REGRESSION
-        dtype = np.asarray(arrays["P"]).dtype
+        given = np.asarray(arrays["P"])
+        dtype = given.dtype
         if dtype not in (np.float64, np.float32):
             raise ValueError(f"P must be float64 or float32, got {dtype}")
         self.f32 = dtype == np.float32
         self.limit = LIMIT_F32 if self.f32 else LIMIT
-        given = np.asarray(arrays["P"])
         self.per_column = not self.f32 and given.flags.c_contiguous and (
             given.shape[0] == 1 or not given.transpose(1, 2, 0).flags.c_contiguous)
         self.rs = given.strides[2] // given.itemsize
@@ -410,7 +410,6 @@ cdef class ColumnarKernel:
         self.eps = eps
         self.decay = decay
         self.var_floor = var_floor
-        import numpy as np
         self.xn = np.zeros(self.m)
         self.new_mean = np.zeros(self.m)
         self.new_var = np.zeros(self.m)
