@@ -261,6 +261,10 @@ cdef extern from "_loops.h" nogil:
                  const double* kcd, const double* khd, double f, double A, double E, double B,
                  double delta, double w, double h, double ha, double alpha, double beta,
                  double eps, int sgd, int learn)
+    # every step runs with subnormals flushed to zero (see _loops.h), the caller's mode
+    # restored on return
+    unsigned sl_flush_subnormals()
+    void sl_restore_fp(unsigned mode)
 
 
 cdef enum:
@@ -532,12 +536,14 @@ cdef class ColumnarKernel:
     cdef double _forward_pending(self) except? -1.0:
         """The forward step on ``x_in``; it becomes the pending step."""
         cdef bint ok
+        cdef unsigned mode = sl_flush_subnormals()
         self.pending = False
         if self.release_gil:
             with nogil:
                 ok = self._forward_core(&self.x_in[0] if self.m else NULL)
         else:
             ok = self._forward_core(&self.x_in[0] if self.m else NULL)
+        sl_restore_fp(mode)
         if not ok:
             raise_for_status(STATUS_FORWARD, 0.0)
         self.pending = True
@@ -630,13 +636,16 @@ cdef class ColumnarKernel:
         Returns the error delta (0 when nothing was learned)."""
         cdef double delta = 0.0
         cdef int status
+        cdef unsigned mode
         if not self.pending:
             raise RuntimeError("commit() needs a forward step first (forward_dict)")
+        mode = sl_flush_subnormals()
         if self.release_gil:
             with nogil:
                 status = self._commit_core(y, learn, &delta)
         else:
             status = self._commit_core(y, learn, &delta)
+        sl_restore_fp(mode)
         raise_for_status(status, delta)
         self.pending = False
         return delta
@@ -649,10 +658,12 @@ cdef class ColumnarKernel:
         cdef Py_ssize_t r, applied = 0, rows = X.shape[0]
         cdef double delta = 0.0
         cdef int status = 0
+        cdef unsigned mode
         if X.shape[1] != self.m or y.shape[0] != rows or out.shape[0] != rows:
             raise ValueError("X must be (rows, m) with y and out of length rows")
         self.pending = False
         with nogil:
+            mode = sl_flush_subnormals()
             for r in range(rows):
                 if not self._forward_core(&X[r, 0] if self.m else NULL):
                     status = STATUS_FORWARD
@@ -662,21 +673,25 @@ cdef class ColumnarKernel:
                 if status:
                     break
                 applied += 1
+            sl_restore_fp(mode)
         return applied, status, delta
 
     def predict_rows(self, const double[:, ::1] X, double[::1] out):
         """The prediction for each row of X from the current state (nothing changes)."""
         cdef Py_ssize_t r, rows = X.shape[0]
         cdef bint ok = True
+        cdef unsigned mode
         if X.shape[1] != self.m or out.shape[0] != rows:
             raise ValueError("X must be (rows, m) and out of length rows")
         self.pending = False
         with nogil:
+            mode = sl_flush_subnormals()
             for r in range(rows):
                 ok = self._forward_core(&X[r, 0] if self.m else NULL)
                 if not ok:
                     break
                 out[r] = self.y_hat
+            sl_restore_fp(mode)
         if not ok:
             raise_for_status(STATUS_FORWARD, 0.0)
 

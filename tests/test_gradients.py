@@ -1,6 +1,8 @@
 """Per-column RTRL traces against an independent float64 BPTT (and BPTT against finite
 differences)."""
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -140,6 +142,35 @@ def test_both_layouts_learn_the_same(make):
     for key in ("P", "TH", "TC", "V"):
         np.testing.assert_allclose(by_column._net.arrays[key], across._net.arrays[key],
                                    rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="flush-to-zero is set only on x86-64")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_columns", [4, 32])  # column by column, across columns
+@pytest.mark.parametrize("many", [False, True])
+def test_subnormal_traces_flush_to_zero_and_the_callers_mode_comes_back(dtype, n_columns,
+                                                                         many):
+    """A trace at the smallest normal value, with a zero input, becomes f * tiny: subnormal in
+    IEEE arithmetic (0 < f < 1), and slow on Intel cores. The kernel flushes it to 0, and
+    the caller's arithmetic keeps its subnormals after the call."""
+    tiny = np.finfo(dtype).tiny
+    model = ColumnarRegressor(n_columns=n_columns, step_size=0.0, normalize=False, seed=0,
+                              dtype=dtype)
+    load_random_parameters(model, ["a", "b"], np.random.default_rng(0))
+    state = model.state_dict()
+    state["trace_c"][:, :, 0] = tiny  # feature a: TC = tiny, TH = 0
+    model.load_state_dict(state)
+    if many:
+        model.learn_many(np.array([[0.0, 1.0]]), np.array([1.0]), feature_names=["a", "b"])
+    else:
+        model.predict_one({"a": 0.0, "b": 1.0})
+        model.learn_one({"a": 0.0, "b": 1.0}, 1.0)
+    after = model.state_dict()
+    assert np.all(after["trace_c"][:, :, 0] == 0) and np.all(after["trace_h"][:, :, 0] == 0)
+    assert np.all(after["trace_h"][:, [0, 2, 3], 1] != 0)  # b moved as usual (c(t-1) = 0: not f)
+    half = np.array([tiny], dtype=dtype) * np.array([0.5], dtype=dtype)
+    assert 0 < half[0] < tiny
 
 
 def test_bptt_reference_matches_finite_differences():
