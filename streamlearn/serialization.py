@@ -25,24 +25,31 @@ class SerializationError(ValueError):
     """Bytes that are not a valid, intact streamlearn state."""
 
 
-def _split(tree: dict, prefix: str, arrays: list) -> dict:
-    """Return ``tree`` with each numpy array replaced by a reference, collecting the arrays."""
+_CODES = {dtype: code for code, dtype in _DTYPES.items()}  # dtype -> code, found by hash
+
+
+def _split(tree: dict, prefix: str, arrays: list, specs: list) -> dict:
+    """Return ``tree`` with each numpy array replaced by a reference, collecting the arrays
+    (C-contiguous, little-endian) and their header entries. A service checkpoints thousands
+    of learners at a time, so this pass avoids the slower attribute lookups (dtype.str)."""
     out = {}
     for key, value in tree.items():
         if type(key) is not str or "/" in key:
             raise TypeError(f"state keys must be strings without '/', got {key!r}")
-        if isinstance(value, dict):
-            out[key] = _split(value, f"{prefix}{key}/", arrays)
-        elif isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray):
             path = prefix + key
-            if value.dtype.str not in _DTYPES:  # e.g. big-endian: store little-endian
+            code = _CODES.get(value.dtype)
+            if code is None:  # e.g. big-endian: store little-endian
                 value = value.astype(value.dtype.newbyteorder("<"))
-                if value.dtype.str not in _DTYPES:
+                code = _CODES.get(value.dtype)
+                if code is None:
                     raise TypeError(f"{path}: only float64, float32 and int64 arrays are stored, "
                                     f"got {value.dtype}")
-            arrays.append((path, value if value.flags.c_contiguous
-                           else np.ascontiguousarray(value)))
+            arrays.append(value if value.flags.c_contiguous else np.ascontiguousarray(value))
+            specs.append({"path": path, "dtype": code, "shape": list(value.shape)})
             out[key] = {"__array__": path}
+        elif isinstance(value, dict):
+            out[key] = _split(value, f"{prefix}{key}/", arrays, specs)
         else:
             out[key] = value
     return out
@@ -51,17 +58,14 @@ def _split(tree: dict, prefix: str, arrays: list) -> dict:
 def pack(state: dict) -> bytes:
     """Serialise a state dict of JSON values and float64/float32/int64 numpy arrays."""
     arrays: list = []
-    tree = _split(state, "", arrays)
-    header = {
-        "tree": tree,
-        "arrays": [{"path": p, "dtype": a.dtype.str, "shape": list(a.shape)} for p, a in arrays],
-    }
+    specs: list = []
+    header = {"tree": _split(state, "", arrays, specs), "arrays": specs}
     try:
         text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"state holds a value that is not plain data: {exc}") from None
     head = text.encode()
-    body = MAGIC + struct.pack("<Q", len(head)) + head + b"".join(a.tobytes() for _, a in arrays)
+    body = b"".join([MAGIC, struct.pack("<Q", len(head)), head, *arrays])  # arrays as buffers
     return body + struct.pack("<I", zlib.crc32(body))
 
 
