@@ -176,23 +176,44 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
 
 /* Pre-activations of the four gates for columns lo .. hi - 1, in double, into row z of
    `out` (stride gs): sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (0, 0),
-   column 0). One call for the four gates: a small network's step is mostly such set-ups. */
+   column 0). One call for the four gates: a small network's step is mostly such set-ups.
+   Blocks of SL_PRE_LANES columns keep their sums in a vector register over all K rows (GCC
+   vector extensions: one zmm, two ymm or four xmm registers by clone), so each parameter is
+   one load instead of a load, a load and a store of the sum (1,024 columns: 6.9-8.4 us per
+   call instead of 8.6-11.0, measured alone); the last columns sum in `out`. Both add in the
+   same order, so they round alike. */
+typedef SL_REAL SL_F(sl_lanes) __attribute__((vector_size(SL_PRE_LANES * sizeof(SL_REAL))));
 SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
                                       ptrdiff_t stride, const SL_REAL *P, const double *x,
                                       const double *h, double *out, ptrdiff_t gs) {
     for (int z = 0; z < 4; z++) {
         const SL_REAL *Pz = P + z * K * stride;
+        const SL_REAL *u = Pz + (K - 2) * stride, *b = Pz + (K - 1) * stride;
         double *o = out + z * gs;
-        for (ptrdiff_t i = lo; i < hi; i++)
+        ptrdiff_t i0 = lo;
+        for (; i0 + SL_PRE_LANES <= hi; i0 += SL_PRE_LANES) {
+            sl_lanes_d acc = {0}, hh;
+            SL_F(sl_lanes) r;
+            for (ptrdiff_t k = 0; k < K - 2; k++) {
+                memcpy(&r, Pz + k * stride + i0, sizeof r);
+                acc += __builtin_convertvector(r, sl_lanes_d) * x[k];
+            }
+            memcpy(&hh, h + i0, sizeof hh);
+            memcpy(&r, u + i0, sizeof r);
+            acc = acc + __builtin_convertvector(r, sl_lanes_d) * hh;
+            memcpy(&r, b + i0, sizeof r);
+            acc = acc + __builtin_convertvector(r, sl_lanes_d);
+            memcpy(o + i0, &acc, sizeof acc);
+        }
+        for (ptrdiff_t i = i0; i < hi; i++)
             o[i] = 0.0;
         for (ptrdiff_t k = 0; k < K - 2; k++) {
             const SL_REAL *row = Pz + k * stride;
             double xk = x[k];
-            for (ptrdiff_t i = lo; i < hi; i++)
+            for (ptrdiff_t i = i0; i < hi; i++)
                 o[i] += (double)row[i] * xk;
         }
-        const SL_REAL *u = Pz + (K - 2) * stride, *b = Pz + (K - 1) * stride;
-        for (ptrdiff_t i = lo; i < hi; i++)
+        for (ptrdiff_t i = i0; i < hi; i++)
             o[i] = o[i] + (double)u[i] * h[i] + (double)b[i];
     }
 }
