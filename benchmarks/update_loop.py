@@ -4,7 +4,10 @@ with no per-column work around it: a floor under the full learn step.
 Compiles a small C driver around the project's own loop (`pyx/_loops.h`,
 ``sl_regression_rms``) with the flags of setup.py, once with the AVX2/AVX-512 clones (the
 loader picks the best for this CPU) and once for baseline x86-64 only, and times one loop
-over ``--params`` parameters (in cache by default), repeated.
+over ``--params`` parameters (in cache by default), repeated. The same loop with SGD
+(``sl_regression_sgd``: no moment, no square root, no division) shows what RMSProp's exact
+square root and division cost: they share the CPU's divider, whose throughput bounds the
+RMSProp loop.
 
     python benchmarks/update_loop.py [--params 40960] [--repeats 5]
 """
@@ -34,9 +37,15 @@ int main(int argc, char **argv) {
     }
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    for (long s = 0; s < sweeps; s++)
-        sl_regression_rms(n, p, th, tc, v, kcd, khd, 0.9, 0.01, 0.1, 0.5, 1e-3 * (s % 3 - 1),
-                          0.01, 0.9999, 1e-8);
+    int sgd = argv[3][0] == 's';
+    for (long s = 0; s < sweeps; s++) {
+        if (sgd)
+            sl_regression_sgd(n, p, th, tc, kcd, khd, 0.9, 0.01, 0.1, 0.5,
+                              1e-5 * (s % 3 - 1));
+        else
+            sl_regression_rms(n, p, th, tc, v, kcd, khd, 0.9, 0.01, 0.1, 0.5,
+                              1e-3 * (s % 3 - 1), 0.01, 0.9999, 1e-8);
+    }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
     printf("%.4f\n", ns / ((double)n * sweeps));
@@ -45,14 +54,18 @@ int main(int argc, char **argv) {
 """
 
 
-def run(variant: str, flags: list, params: int, repeats: int, workdir: str) -> list:
+def build(variant: str, flags: list, workdir: str) -> str:
     source, binary = os.path.join(workdir, "driver.c"), os.path.join(workdir, variant)
     with open(source, "w") as f:
         f.write(DRIVER)
     subprocess.run(["gcc", "-O3", "-fno-math-errno", "-ffp-contract=off", *flags,
                     "-I", os.path.join(ROOT, "pyx"), source, "-o", binary, "-lm"], check=True)
+    return binary
+
+
+def run(binary: str, rule: str, params: int, repeats: int) -> list:
     sweeps = max(1, 200_000_000 // params)
-    return [float(subprocess.run([binary, str(params), str(sweeps)], capture_output=True,
+    return [float(subprocess.run([binary, str(params), str(sweeps), rule], capture_output=True,
                                  text=True).stdout) for _ in range(repeats)]
 
 
@@ -61,12 +74,17 @@ def main() -> None:
     parser.add_argument("--params", type=int, default=40_960)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"# machine: {machine()}; sl_regression_rms over {args.params:,} float64 parameters; "
-          f"min/median/max of {args.repeats}")
+    print(f"# machine: {machine()}; traces and the optimiser's step over {args.params:,} "
+          f"float64 parameters; min/median/max of {args.repeats}")
     with tempfile.TemporaryDirectory() as workdir:
-        for variant, flags in (("clones", []), ("baseline", ["-DSTREAMLEARN_NO_CLONES"])):
-            ns = sorted(run(variant, flags, args.params, args.repeats, workdir))
-            print(f"{variant:>9}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per parameter")
+        clones = build("clones", [], workdir)
+        baseline = build("baseline", ["-DSTREAMLEARN_NO_CLONES"], workdir)
+        for label, binary, rule in (("RMSProp, clones", clones, "rms"),
+                                    ("SGD, clones", clones, "sgd"),
+                                    ("RMSProp, baseline", baseline, "rms")):
+            ns = sorted(run(binary, rule, args.params, args.repeats))
+            print(f"{label:>17}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per "
+                  f"parameter")
 
 
 if __name__ == "__main__":
