@@ -9,7 +9,8 @@ regression, in one run (issue 6's measurements; targets in benchmarks/README.md)
    the bandwidth of a single-pass read-modify-write stream (a += b, numpy, one thread)
    measured in the same run.
 3. River API, small model (10 columns, 8 features): predict_one + learn_one steps/s against
-   River's LinearRegression; learn_many steps/s on the same rows.
+   River's LinearRegression; learn_many steps/s on the same rows, against the kernel's own
+   compiled loop over them (``run_rows``: what learn_many adds is validation and layout).
 
     python benchmarks/kernel.py [--repeats 5] [--big-columns 1000000]
 """
@@ -93,7 +94,11 @@ def river_api(repeats: int) -> tuple:
     many = ColumnarRegressor(n_columns=10, seed=0)
     many_rate = [len(rows) / t for t in best_of(
         lambda: many.learn_many(X, np.array(ys), feature_names=names), repeats)]
-    return ours_rate, linear_rate, many_rate, many.n_parameters
+    # the kernel's own cost per step: its compiled loop over the same rows, no validation
+    kernel, targets, out = many._net.kernel, np.array(ys), np.empty(len(rows))
+    kernel_rate = [len(rows) / t for t in best_of(
+        lambda: kernel.run_rows(X, targets, True, out), repeats)]
+    return ours_rate, linear_rate, many_rate, kernel_rate, many.n_parameters
 
 
 def main() -> None:
@@ -116,12 +121,15 @@ def main() -> None:
                       f"TH, TC, V); kernel at {min(ns) / bound:.2f}x")
     for label, ns in configurations(args.repeats):
         print(f"kernel, {label}: {spread(ns)} ns per parameter per learn step")
-    ours, linear, many, n_params = river_api(args.repeats)
+    ours, linear, many, kernel, n_params = river_api(args.repeats)
     print(f"River API, 10 columns x 8 features ({n_params} parameters): predict_one + "
           f"learn_one {spread(ours, fmt='{:,.0f}')} steps/s; River LinearRegression "
           f"{spread(linear, fmt='{:,.0f}')} steps/s; ratio {statistics.median(ours) / statistics.median(linear):.2f}")
     print(f"learn_many on the same rows: {spread(many, fmt='{:,.0f}')} steps/s "
-          f"({statistics.median(many) / statistics.median(ours):.1f}x the learn_one loop)")
+          f"({statistics.median(many) / statistics.median(ours):.1f}x the learn_one loop); "
+          f"the kernel's own loop (run_rows) {spread(kernel, fmt='{:,.0f}')} steps/s: "
+          f"learn_many takes {statistics.median(kernel) / statistics.median(many):.2f}x its "
+          f"time")
 
 
 if __name__ == "__main__":
