@@ -3,7 +3,8 @@ regression, in one run (issue 6's measurements; targets in benchmarks/README.md)
 
 1. Kernel cost per parameter per full learn step (forward, traces, gradient, RMSProp), via
    learn_many so no Python runs per step: in cache (1,024 columns) and out of cache, in
-   float64 and with dtype="float32".
+   float64 and with dtype="float32"; and the forward step alone (predict_many) at 1,024
+   columns.
 2. The memory-traffic bound out of cache: bytes a step must move (read and write every
    parameter, both traces and the RMSProp moment: 64 bytes in float64, 32 in float32) over
    the bandwidth of a single-pass read-modify-write stream (a += b, numpy, one thread)
@@ -37,6 +38,17 @@ def kernel_ns_per_parameter(n_columns: int, rows: int, repeats: int,
     model = ColumnarRegressor(n_columns=n_columns, seed=0, dtype=dtype)
     model.learn_many(X[:2], y[:2], feature_names=names)
     times = best_of(lambda: model.learn_many(X, y, feature_names=names), repeats)
+    return [t / rows / model.n_parameters * 1e9 for t in times]
+
+
+def forward_ns_per_parameter(n_columns: int, rows: int, repeats: int) -> list:
+    """The forward step alone (pre-activations, cell, head; predict_many changes nothing)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(rows, 8)), rng.normal(size=rows)
+    names = [f"x{j}" for j in range(8)]
+    model = ColumnarRegressor(n_columns=n_columns, seed=0)
+    model.learn_many(X[:50], y[:50], feature_names=names)
+    times = best_of(lambda: model.predict_many(X, feature_names=names), repeats)
     return [t / rows / model.n_parameters * 1e9 for t in times]
 
 
@@ -119,6 +131,8 @@ def main() -> None:
                 print(f"stream a += b: {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic "
                       f"bound {bound:.2f} ns per parameter ({8 * size} bytes: read and write P, "
                       f"TH, TC, V); kernel at {min(ns) / bound:.2f}x")
+    print(f"forward step alone (predict_many), float64, 1024 columns: "
+          f"{spread(forward_ns_per_parameter(1024, 2000, args.repeats))} ns per parameter")
     for label, ns in configurations(args.repeats):
         print(f"kernel, {label}: {spread(ns)} ns per parameter per learn step")
     ours, linear, many, kernel, n_params = river_api(args.repeats)
