@@ -47,10 +47,10 @@ static inline void sl_restore_fp(unsigned mode) { (void)mode; }
 #endif
 
 typedef double *__restrict__ sl_ptr;
+typedef const double *__restrict__ sl_cptr;
 /* SL_PRE_LANES doubles as one GCC vector (sl_preact) */
 #define SL_PRE_LANES 8
 typedef double sl_lanes_d __attribute__((vector_size(SL_PRE_LANES * sizeof(double))));
-typedef const double *__restrict__ sl_cptr;
 
 /* ---- layout and the per-parameter arithmetic (for float64 and float32: _own.h) ---------- */
 
