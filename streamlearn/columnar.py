@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from river import base
 
-from streamlearn._features import as_finite
 from streamlearn.learner import ColumnarLearner, _number
 
 __all__ = ["ColumnarRegressor"]
@@ -150,4 +149,4 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
 
     def learn_one(self, x: dict, y: float) -> None:
         """Advance the state with x, then take a gradient step on 1/2 (y - prediction)^2."""
-        self._step(x, as_finite("y", y), True)
+        self._step(x, y, True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from streamlearn import serialization
 from streamlearn._columnar import raise_for_status
-from streamlearn._features import vectorize
+from streamlearn._features import as_finite, vectorize
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 
 __all__ = ["ColumnarLearner"]
@@ -101,21 +101,28 @@ class ColumnarLearner:
             y_pred = net.kernel.forward_dict(x, net.index)
         return net, y_pred
 
-    def _step(self, x: dict, y: float, learn: bool) -> tuple:
-        """One state transition with x (learning from y if ``learn``); returns the
-        prediction and what the kernel's commit returned. Advances the stage schedule."""
-        net = self._net  # the common case of _forward inline, as in predict_one
-        y_pred = net.kernel.forward_dict(x, net.index) if type(x) is dict and net.index \
-            else None
-        if y_pred is None:
-            net, y_pred = self._forward(x)
-        result = net.kernel.commit(y, learn)
+    def _step(self, x: dict, y, learn: bool) -> tuple:
+        """One state transition with x (learning from y if ``learn``; y is validated here);
+        returns the prediction and the kernel's error delta. Advances the stage schedule."""
+        net = self._net
+        if type(x) is dict and net.index and not net.config.columns_per_stage:
+            # the common case: a plain dict of known features, one kernel call that validates
+            # y, places x, reuses a pending forward step and commits (10 columns: a learn_one
+            # loop 1.95-1.97 -> 1.82-1.89 us per step, with the padded cell)
+            y_pred = net.kernel.step_dict(x, net.index, y, learn)
+            if y_pred is not None:
+                self._grown = None
+                self._steps += 1
+                return y_pred, net.kernel.delta
+        y = as_finite("y", y)
+        net, y_pred = self._forward(x)
+        delta = net.kernel.commit(y, learn)
         self._net, self._grown = net, None
         self._steps += 1
         if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
                 and self._steps // self.steps_per_stage < net.config.n_stages:
             net.set_stage(self._steps // self.steps_per_stage)
-        return y_pred, result
+        return y_pred, delta
 
     def predict_one(self, x: dict) -> float:
         """Prediction for the state after x; changes nothing."""

@@ -49,10 +49,13 @@ def test_bad_features_raise_and_change_nothing(trained, x, error, method):
     (math.nan, ValueError), (math.inf, ValueError), (-math.inf, ValueError),
     ("2.0", TypeError), (None, TypeError), ([2.0], TypeError), (10**400, ValueError),
 ])
-def test_bad_target_raises_and_changes_nothing(trained, y, error):
+@pytest.mark.parametrize("x", [{"a": 1.0, "new": 2.0}, {"a": 1.0, "b": 2.0}])
+def test_bad_target_raises_and_changes_nothing(trained, y, error, x):
+    """With a new feature (the learner grows) and with known ones (one kernel call)."""
+    trained.predict_one(x)  # a pending forward step on x must not be committed either
     before = trained.to_bytes()
     with pytest.raises(error, match="'y'"):
-        trained.learn_one({"a": 1.0, "new": 2.0}, y)
+        trained.learn_one(x, y)
     assert trained.to_bytes() == before
 
 
