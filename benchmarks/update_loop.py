@@ -7,7 +7,8 @@ loader picks the best for this CPU) and once for baseline x86-64 only, and times
 over ``--params`` parameters (in cache by default), repeated. The same loop with SGD
 (``sl_regression_sgd``: no moment, no square root, no division) shows what RMSProp's exact
 square root and division cost: they share the CPU's divider, whose throughput bounds the
-RMSProp loop.
+RMSProp loop. The divider alone (``g / (sqrt(v) + eps)`` and nothing else, same clones) is
+the floor under any exact RMSProp step.
 
     python benchmarks/update_loop.py [--params 40960] [--repeats 5]
 """
@@ -26,6 +27,12 @@ DRIVER = r"""
 #include <time.h>
 #include "_loops.h"
 
+/* RMSProp's square root and division alone */
+SL_CLONES static void divider(long n, double *out, const double *g, const double *v) {
+    for (long k = 0; k < n; k++)
+        out[k] = g[k] / (sqrt(v[k]) + 1e-8);
+}
+
 int main(int argc, char **argv) {
     long n = atol(argv[1]), sweeps = atol(argv[2]);
     double *p = calloc(n, 8), *th = calloc(n, 8), *tc = calloc(n, 8), *v = malloc(n * 8);
@@ -37,9 +44,11 @@ int main(int argc, char **argv) {
     }
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int sgd = argv[3][0] == 's';
+    char rule = argv[3][0];
     for (long s = 0; s < sweeps; s++) {
-        if (sgd)
+        if (rule == 'd')
+            divider(n, p, kcd, v);
+        else if (rule == 's')
             sl_regression_sgd(n, p, th, tc, kcd, khd, 0.9, 0.01, 0.1, 0.5,
                               1e-5 * (s % 3 - 1));
         else
@@ -81,9 +90,10 @@ def main() -> None:
         baseline = build("baseline", ["-DSTREAMLEARN_NO_CLONES"], workdir)
         for label, binary, rule in (("RMSProp, clones", clones, "rms"),
                                     ("SGD, clones", clones, "sgd"),
+                                    ("divider alone, clones", clones, "div"),
                                     ("RMSProp, baseline", baseline, "rms")):
             ns = sorted(run(binary, rule, args.params, args.repeats))
-            print(f"{label:>17}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per "
+            print(f"{label:>22}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per "
                   f"parameter")
 
 
