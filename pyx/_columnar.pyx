@@ -131,17 +131,12 @@ cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noex
     return s0 + s1
 
 
-cdef struct Step:
-    # factors of column i's trace recursion (rows of ``coef``: sl_coefficients)
-    double f, A, E, B
-    # error, head weight w_i(t), new state h_i(t)
-    double delta, w, h
-    bint learn
-    # running maxima of |TH|, |TC|, |p|, |AUX| (exact rescans, _refresh_maxima)
+cdef struct Maxima:
+    # running maxima of |TH|, |TC|, |p|, |AUX| of a column (exact rescans, _refresh_maxima)
     double mth, mtc, mp, maux
 
 
-cdef inline void _track(Step* s, double th, double tc, double p, double aux) noexcept nogil:
+cdef inline void _track(Maxima* s, double th, double tc, double p, double aux) noexcept nogil:
     s.mth = _max(s.mth, fabs(th))
     s.mtc = _max(s.mtc, fabs(tc))
     s.mp = _max(s.mp, fabs(p))
@@ -236,31 +231,18 @@ cdef extern from "_loops.h" nogil:
                    double rms_step, double ha, double gl, double head_step, double limit)
     void sl_head(Py_ssize_t n, const Py_ssize_t* mode, double* w, double* vw, const double* e,
                  double delta, double alpha, double beta, double eps, int sgd)
-    void sl_traces(Py_ssize_t n, double* th, double* tc, const double* kcd, const double* khd,
-                   double f, double A, double E, double B)
-    void sl_regression_sgd(Py_ssize_t n, double* p, double* th, double* tc, const double* kcd,
-                           const double* khd, double f, double A, double E, double B,
-                           double scale)
-    void sl_regression_rms(Py_ssize_t n, double* p, double* th, double* tc, double* v,
-                           const double* kcd, const double* khd, double f, double A, double E,
-                           double B, double dw, double alpha, double beta, double eps)
-    void sl_td(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* e,
-               const double* kcd, const double* khd, double f, double A, double E, double B,
-               double delta, double w, double ge, double alpha, double beta, double eps,
-               int sgd, int learn)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd)
-    void sl_direct_rows(Py_ssize_t K, const double* d, const double* Kc, const double* Kh,
-                        double* kcd, double* khd)
+    void sl_block(Py_ssize_t n, Py_ssize_t i, double* p, double* th, double* tc, double* v,
+                  double* aux, const double* kcd, const double* khd, const sl_own_rule* r)
+    void sl_own_columns(Py_ssize_t n, Py_ssize_t K, const Py_ssize_t* mode, double* P,
+                        double* TH, double* TC, double* V, double* AUX, const double* xn,
+                        double* kcd, double* khd, const sl_own_rule* r)
     void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
     bint sl_cell(Py_ssize_t lo, Py_ssize_t hi, double* gates, Py_ssize_t gs,
                  const Py_ssize_t* mode, const double* c, double* c_new, double* tanh_c,
                  double* h_new, double limit)
     void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
-    void sl_meta(Py_ssize_t n, double* p, double* th, double* tc, double* v, double* tw,
-                 const double* kcd, const double* khd, double f, double A, double E, double B,
-                 double delta, double w, double h, double ha, double alpha, double beta,
-                 double eps, int sgd, int learn)
     # every step runs with subnormals flushed to zero (see _loops.h), the caller's mode
     # restored on return
     unsigned sl_flush_subnormals()
@@ -310,7 +292,6 @@ cdef class ColumnarKernel:
     cdef Py_ssize_t rs             # column-innermost: elements from one row to the next
     cdef bint f32                  # the own parameters are float32
     cdef bint per_column           # P ... are (n, 4, K) C-contiguous: run column by column
-    cdef double[::1] dv            # per_column: direct inputs of a column's own parameters
     cdef double[:, ::1] urows      # per_column: (4, n) self-recurrent weights, gathered
     cdef Py_ssize_t width          # lanes the learning step runs: n, or n padded (below)
     cdef float[:, ::1] fac32       # (N_FAC, width): factor rows of a float32 step
@@ -454,7 +435,6 @@ cdef class ColumnarKernel:
                     int(np.diff(arrays["lat_ptr"]).max(initial=0)),
                     int(np.diff(arrays["st_ptr"]).max(initial=0)))
         if self.per_column:
-            self.dv = np.ones(self.K)
             self.urows = np.zeros((4, self.n))
         self.kcd = np.zeros(4 * block)
         self.dl = np.zeros(block)
@@ -471,7 +451,7 @@ cdef class ColumnarKernel:
     cdef void _refresh_maxima(self) noexcept nogil:
         """Per-column max |TH|, |TC|, |P|, |AUX| (commit keeps them current after that)."""
         cdef Py_ssize_t i, z, k, n = self.n
-        cdef Step s
+        cdef Maxima s
         cdef double* mx
         for k in range(N_MAXIMA):
             mx = &self.maxima[k, 0]
@@ -508,7 +488,7 @@ cdef class ColumnarKernel:
                            self.SAUX[k, z] if self.aux else 0.0)
             self._store_maxima(i, &s)
 
-    cdef inline void _store_maxima(self, Py_ssize_t i, Step* s) noexcept nogil:
+    cdef inline void _store_maxima(self, Py_ssize_t i, Maxima* s) noexcept nogil:
         self.maxima[M_TH, i] = s.mth
         self.maxima[M_TC, i] = s.mtc
         self.maxima[M_P, i] = s.mp
@@ -751,6 +731,7 @@ cdef class ColumnarKernel:
         cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
         cdef double head_step = 0.0, ha = self.head_step_size, gl = self.gamma * self.lambda_
         cdef bint td = self.rule == RULE_TD
+        cdef sl_own_rule rule
         if td:
             if learn and self.scalars[S_HAS_PREV] != 0.0:
                 delta = y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
@@ -777,14 +758,17 @@ cdef class ColumnarKernel:
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
             if not self._bounds_ok(delta, head_step):
                 return STATUS_DIVERGING
+        self._rule(delta, learn, &rule)
         if self.per_column:
-            for k in range(m):
-                self.dv[k] = self.xn[k]
+            sl_own_columns(n, self.K, &self.mode[0], &self.P[0, 0, 0], &self.TH[0, 0, 0],
+                           &self.TC[0, 0, 0], &self.V[0, 0, 0],
+                           &self.AUX[0, 0, 0] if self.aux else NULL,
+                           &self.xn[0] if m else NULL, &self.kcd[0], &self.khd[0], &rule)
         else:
-            self._own_update(delta, learn)
-        for i in range(n if self.per_column or self.LP.shape[0] or self.stages else 0):
+            self._own_update(&rule)
+        for i in range(n if self.LP.shape[0] or self.stages else 0):
             if self.mode[i] == LEARNING:
-                self._column_update(i, delta, learn)
+                self._column_update(i, &rule)
         # the bounds are the new maxima (sl_bounds kept those of the other columns)
         self.maxima, self.bounds = self.bounds, self.maxima
         self.commits += 1
@@ -849,15 +833,11 @@ cdef class ColumnarKernel:
                          self.optimizer == OPT_SGD, alpha, rms_step, ha, gl, head_step,
                          self.limit)
 
-    cdef void _own_update(self, double delta, bint learn) noexcept nogil:
-        """Traces of every learning column's own parameters, then, if learning, the rule's
-        step on each one's gradient estimate (sl_own: vector loops across columns, over each
-        run of consecutive learning columns). ``coef`` holds the factors (_bounds_ok); a
-        float32 step reads them rounded to float32 (``fac32``)."""
-        cdef Py_ssize_t lo = 0, hi, z, n = self.n, width = self.width
-        cdef sl_own_rule r
-        cdef sl_own_rule_f32 r32
-        cdef const double* rows[N_FAC]
+    cdef void _rule(self, double delta, bint learn, sl_own_rule* r) noexcept nogil:
+        """The learning step's rule for the C loops: its kind and scalars, and its factor
+        rows (pointers at column 0): the forget gate, A, E, B, Kc, Kh (``coef``, from
+        _bounds_ok), w, h(t) and h(t-1)."""
+        cdef Py_ssize_t z
         r.f = &self.gates[GATE_F, 0]
         r.A = &self.coef[C_A, 0]
         r.E = &self.coef[C_E, 0]
@@ -882,6 +862,16 @@ cdef class ColumnarKernel:
             r.kind = SL_META
         else:
             r.kind = SL_TRACES if not learn else SL_SGD if r.sgd else SL_RMS
+
+    cdef void _own_update(self, const sl_own_rule* rule) noexcept nogil:
+        """Traces of every learning column's own parameters, then, if learning, the rule's
+        step on each one's gradient estimate (sl_own: vector loops across columns, over each
+        run of consecutive learning columns). A float32 step reads the factors rounded to
+        float32 (``fac32``)."""
+        cdef Py_ssize_t lo = 0, hi, z, n = self.n, width = self.width
+        cdef sl_own_rule r = rule[0]
+        cdef sl_own_rule_f32 r32
+        cdef const double* rows[N_FAC]
         for z in range(N_COEF):
             rows[z] = &self.coef[z, 0]
         rows[F_F], rows[F_W], rows[F_H], rows[F_HPREV] = r.f, r.w, r.h, r.hprev
@@ -916,77 +906,37 @@ cdef class ColumnarKernel:
                        &self.xn[0] if self.m else NULL, &r)
             lo = hi
 
-    cdef void _column_update(self, Py_ssize_t i, double delta, bint learn) noexcept nogil:
-        """Traces of column i's lateral and stage weights (and own parameters if
-        ``per_column``), then, if learning, the step on each one's gradient estimate: one
-        loop over each contiguous block, with the column's factors from ``coef``
-        (_bounds_ok). ``dv`` holds the own parameters' direct inputs (the m inputs, filled
-        by commit; h_i(t-1); 1)."""
+    cdef void _column_update(self, Py_ssize_t i, const sl_own_rule* r) noexcept nogil:
+        """Traces of column i's lateral and stage weights, then, if learning, the rule's step
+        on each one's gradient estimate: one sl_block loop over each contiguous block, with
+        the column's factors (``coef``, from _bounds_ok). Regression g = -delta w_i TH';
+        meta g = -delta (w_i TH' + h_i AUX) with AUX' = AUX + a delta TH' - a h_i
+        (w_i TH' + h_i AUX), a the LMS step; TD g = -delta e with e the eligibility, then
+        e' = gamma lambda e + w_i TH'."""
         cdef Py_ssize_t k, z, first, count
         cdef double* kcd = &self.kcd[0]
         cdef double* khd = &self.khd[0]
         cdef double Kc[4]
         cdef double Kh[4]
-        cdef Step s
         for z in range(4):
             Kc[z] = self.coef[C_KC + z, i]
             Kh[z] = self.coef[C_KH + z, i]
-        s.A = self.coef[C_A, i]
-        s.E = self.coef[C_E, i]
-        s.B = self.coef[C_B, i]
-        s.f = self.gates[GATE_F, i]
-        s.delta = delta
-        s.w = self.w[i]
-        s.h = self.h_new[i]
-        s.learn = learn
-        if self.per_column:  # own: (gate z, input k) at z K + k
-            self.dv[self.m] = self.h[i]
-            sl_direct_rows(self.K, &self.dv[0], Kc, Kh, kcd, khd)
-            self._run(&s, &self.P[i, 0, 0], &self.TH[i, 0, 0], &self.TC[i, 0, 0],
-                      &self.V[i, 0, 0], &self.AUX[i, 0, 0] if self.aux else NULL, 4 * self.K)
         first = self.lat_ptr[i]
         count = self.lat_ptr[i + 1] - first
         if count:  # lateral weights: (source k, gate z) at 4 k + z, input h_j(t-1)
             for k in range(count):
                 self.dl[k] = self.h[self.lat_src[first + k]]
             sl_direct(count, &self.dl[0], Kc, Kh, kcd, khd)
-            self._run(&s, &self.LP[first, 0], &self.LTH[first, 0], &self.LTC[first, 0],
-                      &self.LV[first, 0], &self.LAUX[first, 0] if self.aux else NULL,
-                      4 * count)
+            sl_block(4 * count, i, &self.LP[first, 0], &self.LTH[first, 0],
+                     &self.LTC[first, 0], &self.LV[first, 0],
+                     &self.LAUX[first, 0] if self.aux else NULL, kcd, khd, r)
         first = self.st_ptr[i]
         count = self.st_ptr[i + 1] - first
         if count:  # stage weights: (earlier column k, gate z) at 4 k + z, input its state
             sl_direct(count, &self.hn[0], Kc, Kh, kcd, khd)
-            self._run(&s, &self.SP[first, 0], &self.STH[first, 0], &self.STC[first, 0],
-                      &self.SV[first, 0], &self.SAUX[first, 0] if self.aux else NULL,
-                      4 * count)
-
-    cdef inline void _run(self, Step* s, double* p, double* th, double* tc, double* v,
-                          double* aux, Py_ssize_t count) noexcept nogil:
-        """``count`` consecutive parameters of column i with direct-input terms ``kcd``,
-        ``khd``: TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, then the rule's step:
-        regression g = -delta w_i TH'; meta g = -delta (w_i TH' + h_i AUX) with
-        AUX' = AUX + a delta TH' - a h_i (w_i TH' + h_i AUX), a the LMS step; TD g = -delta e
-        with e the eligibility, then e' = gamma lambda e + w_i TH' (loops in _loops.h)."""
-        cdef bint sgd = self.optimizer == OPT_SGD
-        cdef const double* kcd = &self.kcd[0]
-        cdef const double* khd = &self.khd[0]
-        if self.rule == RULE_REGRESSION:
-            if not s.learn:
-                sl_traces(count, th, tc, kcd, khd, s.f, s.A, s.E, s.B)
-            elif sgd:
-                sl_regression_sgd(count, p, th, tc, kcd, khd, s.f, s.A, s.E, s.B,
-                                  self.step_size * s.delta * s.w)
-            else:
-                sl_regression_rms(count, p, th, tc, v, kcd, khd, s.f, s.A, s.E, s.B,
-                                  -s.delta * s.w, self.step_size, self.beta, self.eps)
-        elif self.rule == RULE_TD:
-            sl_td(count, p, th, tc, v, aux, kcd, khd, s.f, s.A, s.E, s.B,
-                  s.delta if s.learn else 0.0, s.w, self.gamma * self.lambda_, self.step_size,
-                  self.beta, self.eps, sgd, s.learn)
-        else:
-            sl_meta(count, p, th, tc, v, aux, kcd, khd, s.f, s.A, s.E, s.B, s.delta, s.w, s.h,
-                    self.head_step_size, self.step_size, self.beta, self.eps, sgd, s.learn)
+            sl_block(4 * count, i, &self.SP[first, 0], &self.STH[first, 0],
+                     &self.STC[first, 0], &self.SV[first, 0],
+                     &self.SAUX[first, 0] if self.aux else NULL, kcd, khd, r)
 
     cdef inline void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times

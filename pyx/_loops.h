@@ -63,6 +63,8 @@ typedef double sl_lanes_d __attribute__((vector_size(SL_PRE_LANES * sizeof(doubl
    (one value for all columns), K - 2 the column's own h(t-1), K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
    Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
+/* A column's mode: not added yet, frozen (an earlier stage), learning. */
+enum { SL_MODE_INACTIVE = 0, SL_MODE_FROZEN = 1, SL_MODE_LEARNING = 2 };
 /* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B; a copy of the
    factors (N_FAC rows, padded) adds the forget gate, w, h(t) and h(t-1). */
 enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };
@@ -80,6 +82,16 @@ enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
         (r)->w = (fac) + SL_F_W * (width);                                             \
         (r)->h = (fac) + SL_F_H * (width);                                             \
         (r)->hprev = (fac) + SL_F_HPREV * (width);                                     \
+    } while (0)
+/* BODY(k) with k the constant of `kind`, so that each rule gets a loop of its own. */
+#define SL_BY_KIND(kind, BODY) do {                                                    \
+        switch (kind) {                                                                \
+        case SL_TRACES: BODY(SL_TRACES); break;                                        \
+        case SL_SGD: BODY(SL_SGD); break;                                              \
+        case SL_RMS: BODY(SL_RMS); break;                                              \
+        case SL_TD: BODY(SL_TD); break;                                                \
+        default: BODY(SL_META); break;                                                 \
+        }                                                                              \
     } while (0)
 #ifndef SL_BLOCK_BYTES
 #define SL_BLOCK_BYTES 8192
@@ -109,18 +121,6 @@ SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const
             dst[r * stride + i] = (float)src[r][i];
 }
 
-/* Direct-input terms of a column's own parameters stored gate-major (small float64
-   networks, one column's 4 K parameters contiguous): entry z K + k has gate z and input
-   d[k]; kcd[z K + k] = Kc[z] d[k], khd[z K + k] = Kh[z] d[k]. */
-SL_CLONES static void sl_direct_rows(ptrdiff_t K, sl_cptr d, const double *Kc,
-                                     const double *Kh, sl_ptr kcd, sl_ptr khd) {
-    for (int z = 0; z < 4; z++)
-        for (ptrdiff_t k = 0; k < K; k++) {
-            kcd[z * K + k] = Kc[z] * d[k];
-            khd[z * K + k] = Kh[z] * d[k];
-        }
-}
-
 /* Direct-input terms of a column's lateral or stage weights: entry e = 4 j + z has gate z
    and input d[j]; kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. */
 SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, const double *Kh,
@@ -133,61 +133,85 @@ SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, co
     }
 }
 
-/* ---- a block of parameters of one column (lateral and stage weights) -------------------- */
+/* ---- a block of parameters of one column (lateral and stage weights; the own parameters
+   of small float64 networks) --------------------------------------------------------------- */
 
-/* Traces only (a step without learning). */
-SL_CLONES static void sl_traces(ptrdiff_t n, sl_ptr th, sl_ptr tc, sl_cptr kcd, sl_cptr khd,
-                                double f, double A, double E, double B) {
-    for (ptrdiff_t k = 0; k < n; k++)
-        sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
-}
-
-/* Traces, then p += scale TH' (scale = alpha delta w_i). */
-SL_CLONES static void sl_regression_sgd(ptrdiff_t n, sl_ptr p, sl_ptr th, sl_ptr tc,
-                                        sl_cptr kcd, sl_cptr khd, double f, double A,
-                                        double E, double B, double scale) {
-    for (ptrdiff_t k = 0; k < n; k++)
-        p[k] += scale * sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
-}
-
-/* Traces, then the RMSProp step on g = dw TH' (dw = -delta w_i). */
-SL_CLONES static void sl_regression_rms(ptrdiff_t n, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v,
-                                        sl_cptr kcd, sl_cptr khd, double f, double A,
-                                        double E, double B, double dw, double alpha,
-                                        double beta, double eps) {
-    for (ptrdiff_t k = 0; k < n; k++) {
+/* n consecutive parameters of one column with direct-input terms kcd, khd and the column's
+   factors f, A, E, B, head weight w and new state h: the traces, then the step of rule
+   `kind` with r's scalars, as sl_own_rows takes it across columns: regression
+   g = -delta w TH' (SGD p += alpha delta w TH'), TD sl_td_step, meta sl_meta_step (if
+   learning); SL_TRACES only the traces. */
+static inline __attribute__((always_inline)) void sl_block_kind(
+        ptrdiff_t n, int kind, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v, sl_ptr aux,
+        sl_cptr kcd, sl_cptr khd, double f, double A, double E, double B, double w, double h,
+        const sl_own_rule *r) {
+    double delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
+    double ge = r->ge, ha = r->ha, scale = r->alpha * r->delta * w, dw = -r->delta * w;
+    int sgd = r->sgd, learn = r->learn;
+#pragma GCC ivdep
+    for (ptrdiff_t k = 0; k < n; k++) {  /* restrict is lost when inlined: no overlap */
         double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
-        sl_rmsprop(&p[k], &v[k], dw * a, alpha, beta, eps);
+        if (kind == SL_SGD)
+            p[k] += scale * a;
+        else if (kind == SL_RMS)
+            sl_rmsprop(&p[k], &v[k], dw * a, alpha, beta, eps);
+        else if (kind == SL_TD)
+            sl_td_step(&p[k], &v[k], &aux[k], a, delta, w, ge, alpha, beta, eps, sgd, learn);
+        else if (kind == SL_META && learn)
+            sl_meta_step(&p[k], &v[k], &aux[k], a, delta, w, h, ha, alpha, beta, eps, sgd);
     }
 }
 
-/* TD(lambda): traces, then sl_td_step. */
-SL_CLONES static void sl_td(ptrdiff_t n, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v, sl_ptr e,
-                            sl_cptr kcd, sl_cptr khd, double f, double A, double E, double B,
-                            double delta, double w, double ge, double alpha, double beta,
-                            double eps, int sgd, int learn) {
-    for (ptrdiff_t k = 0; k < n; k++) {
-        double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
-        sl_td_step(&p[k], &v[k], &e[k], a, delta, w, ge, alpha, beta, eps, sgd, learn);
+/* A block of column i's lateral or stage weights (factors at column i of r's rows). */
+SL_CLONES static void sl_block(ptrdiff_t n, ptrdiff_t i, sl_ptr p, sl_ptr th, sl_ptr tc,
+                               sl_ptr v, sl_ptr aux, sl_cptr kcd, sl_cptr khd,
+                               const sl_own_rule *r) {
+#define SL_BLOCK(kind) sl_block_kind(n, kind, p, th, tc, v, aux, kcd, khd, r->f[i], r->A[i], \
+                                     r->E[i], r->B[i], r->w[i], r->h[i], r)
+    SL_BY_KIND(r->kind, SL_BLOCK);
+#undef SL_BLOCK
+}
+
+/* The own parameters of the learning columns of a small float64 network, stored (n, 4, K)
+   in C order: per column, the direct-input terms of its 4 K parameters (entry z K + k has
+   gate z and input k: the features xn, then h_i(t-1), then 1) into kcd and khd, then one
+   sl_block_kind loop over all 4 K. One call for all columns: a 10-column step was mostly
+   per-column calls. */
+static inline __attribute__((always_inline)) void sl_columns_kind(
+        ptrdiff_t n, int kind, ptrdiff_t K, const ptrdiff_t *mode, double *P, double *TH,
+        double *TC, double *V, double *AUX, const double *xn, sl_ptr kcd, sl_ptr khd,
+        const sl_own_rule *r) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        if (mode[i] != SL_MODE_LEARNING)
+            continue;
+        for (int z = 0; z < 4; z++) {
+            double kc = r->Kc[z][i], kh = r->Kh[z][i], hp = r->hprev[i];
+            for (ptrdiff_t k = 0; k < K - 2; k++) {
+                kcd[z * K + k] = kc * xn[k];
+                khd[z * K + k] = kh * xn[k];
+            }
+            kcd[z * K + K - 2] = kc * hp;
+            khd[z * K + K - 2] = kh * hp;
+            kcd[z * K + K - 1] = kc;
+            khd[z * K + K - 1] = kh;
+        }
+        ptrdiff_t at = i * 4 * K;
+        sl_block_kind(4 * K, kind, P + at, TH + at, TC + at, V + at, AUX ? AUX + at : NULL,
+                      kcd, khd, r->f[i], r->A[i], r->E[i], r->B[i], r->w[i], r->h[i], r);
     }
 }
 
-/* Meta-gradients: traces; if `learn`, sl_meta_step. */
-SL_CLONES static void sl_meta(ptrdiff_t n, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v, sl_ptr tw,
-                              sl_cptr kcd, sl_cptr khd, double f, double A, double E, double B,
-                              double delta, double w, double h, double ha, double alpha,
-                              double beta, double eps, int sgd, int learn) {
-    for (ptrdiff_t k = 0; k < n; k++) {
-        double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
-        if (learn)
-            sl_meta_step(&p[k], &v[k], &tw[k], a, delta, w, h, ha, alpha, beta, eps, sgd);
-    }
+SL_CLONES static void sl_own_columns(ptrdiff_t n, ptrdiff_t K, const ptrdiff_t *mode,
+                                     double *P, double *TH, double *TC, double *V,
+                                     double *AUX, const double *xn, sl_ptr kcd, sl_ptr khd,
+                                     const sl_own_rule *r) {
+#define SL_COLUMNS(kind) sl_columns_kind(n, kind, K, mode, P, TH, TC, V, AUX, xn, kcd, khd, r)
+    SL_BY_KIND(r->kind, SL_COLUMNS);
+#undef SL_COLUMNS
 }
 
 /* Rows of the per-column bounds arrays (4, n): on |TH|, |TC|, |p|, |AUX| of the column. */
 enum { SL_M_TH = 0, SL_M_TC = 1, SL_M_P = 2, SL_M_AUX = 3, SL_N_MAXIMA = 4 };
-/* A column's mode: not added yet, frozen (an earlier stage), learning. */
-enum { SL_MODE_INACTIVE = 0, SL_MODE_FROZEN = 1, SL_MODE_LEARNING = 2 };
 
 /* Bounds on what the coming in-place update can write, for every learning column, from the
    bounds `mx` before it (the other columns keep theirs): with d <= dmax = max(xmax, |h_i|)

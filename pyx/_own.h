@@ -155,23 +155,9 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
                                    SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V,
                                    SL_REAL *AUX, const double *xn,
                                    const SL_F(sl_own_rule) *r) {
-    switch (r->kind) {
-    case SL_TRACES:
-        SL_F(sl_own_kind)(lo, hi, SL_TRACES, K, stride, P, TH, TC, V, AUX, xn, r);
-        break;
-    case SL_SGD:
-        SL_F(sl_own_kind)(lo, hi, SL_SGD, K, stride, P, TH, TC, V, AUX, xn, r);
-        break;
-    case SL_RMS:
-        SL_F(sl_own_kind)(lo, hi, SL_RMS, K, stride, P, TH, TC, V, AUX, xn, r);
-        break;
-    case SL_TD:
-        SL_F(sl_own_kind)(lo, hi, SL_TD, K, stride, P, TH, TC, V, AUX, xn, r);
-        break;
-    default:
-        SL_F(sl_own_kind)(lo, hi, SL_META, K, stride, P, TH, TC, V, AUX, xn, r);
-        break;
-    }
+#define SL_OWN(kind) SL_F(sl_own_kind)(lo, hi, kind, K, stride, P, TH, TC, V, AUX, xn, r)
+    SL_BY_KIND(r->kind, SL_OWN);
+#undef SL_OWN
 }
 
 /* Pre-activations of the four gates for columns lo .. hi - 1, in double, into row z of
