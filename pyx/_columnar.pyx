@@ -540,19 +540,6 @@ cdef class ColumnarKernel:
             return None
         return self._forward_next()
 
-    def step_dict(self, dict x, dict index, object y, bint learn):
-        """forward_dict(x, index), then commit(y, learn), in one call (a River learn_one):
-        returns the prediction, the error in ``delta``. y is validated first (TypeError,
-        ValueError). Returns None, having run nothing, when x names a feature ``index``
-        lacks."""
-        cdef double target = to_finite("y", y)
-        cdef double y_pred
-        if self._place(x, index):
-            return None
-        y_pred = self._forward_next()
-        self._commit(target, learn)
-        return y_pred
-
     cdef double _forward_pending(self) except? -1.0:
         """The forward step on ``x_in``; it becomes the pending step."""
         cdef bint ok
@@ -971,3 +958,66 @@ cdef class ColumnarKernel:
         for i in range(self.n):
             self.ew[i] = gl * self.ew[i] + self.h_new[i]
         self.scalars[S_BIAS_E] = gl * self.scalars[S_BIAS_E] + 1.0
+
+
+cdef class LearnerCore:
+    """The per-step path of a columnar learner (streamlearn.learner.ColumnarLearner
+    derives from it): a plain dict of known features steps with one call into its
+    network's kernel, with no Python frame between River's call and the kernel; anything
+    else (new features, another mapping, a stage schedule) goes to the Python methods
+    ``_forward`` and ``_step_general``. Holds the network in use (``_net``), one grown for
+    new features by the last predict_one (``_grown``), the steps taken (``_steps``) and
+    whether a stage schedule runs (``_staged``)."""
+    cdef public object _net, _grown
+    cdef public long long _steps
+    cdef public bint _staged
+
+    def predict_one(self, x):
+        """Prediction for the state after x; changes nothing."""
+        cdef ColumnarKernel kernel
+        cdef dict index
+        if type(x) is dict:
+            net = self._net
+            index = net.index
+            if index:
+                kernel = net.kernel
+                if not kernel._place(x, index):
+                    return kernel._forward_next()
+        return self._forward(x)[1]
+
+    def learn_one(self, x, y):
+        """Advance the state with x, then take a gradient step on 1/2 (y - prediction)^2
+        (ColumnarTD learns from its TD error instead)."""
+        if self._step_known(x, y, True) is None:
+            self._step_general(x, y, True)
+
+    def _step(self, x, y, bint learn):
+        """One state transition with x (learning from y if ``learn``; y is validated here);
+        returns the prediction and the kernel's error delta."""
+        y_pred = self._step_known(x, y, learn)
+        if y_pred is None:
+            return self._step_general(x, y, learn)
+        return y_pred, self._net.kernel.delta
+
+    cdef object _step_known(self, x, y, bint learn):
+        """The step of a plain dict of known features without a stage schedule: validate y,
+        place x, reuse a pending forward step on the same inputs, commit. Returns the
+        prediction, or None (having changed nothing) where it does not apply."""
+        cdef ColumnarKernel kernel
+        cdef dict index
+        cdef double target, y_pred
+        if type(x) is not dict or self._staged:
+            return None
+        net = self._net
+        index = net.index
+        if not index:
+            return None
+        kernel = net.kernel
+        target = to_finite("y", y)
+        if kernel._place(x, index):
+            return None
+        y_pred = kernel._forward_next()
+        kernel._commit(target, learn)
+        self._grown = None
+        self._steps += 1
+        return y_pred

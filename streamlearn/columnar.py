@@ -144,9 +144,3 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
         yield {"n_columns": 4, "meta": True, "head_step_size": 0.05, "lateral_density": 0.5}
         yield {"n_columns": 6, "columns_per_stage": 2, "steps_per_stage": 40, "seed": 4}
         yield {"n_columns": 5, "dtype": "float32", "seed": 5}
-
-    # ---- learning -------------------------------------------------------------------------
-
-    def learn_one(self, x: dict, y: float) -> None:
-        """Advance the state with x, then take a gradient step on 1/2 (y - prediction)^2."""
-        self._step(x, y, True)

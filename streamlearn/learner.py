@@ -9,7 +9,7 @@ import random
 import numpy as np
 
 from streamlearn import serialization
-from streamlearn._columnar import raise_for_status
+from streamlearn._columnar import LearnerCore, raise_for_status
 from streamlearn._features import as_finite, vectorize
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 
@@ -35,9 +35,10 @@ def _integer(owner, name: str, low: int = 1) -> int:
     return value
 
 
-class ColumnarLearner:
+class ColumnarLearner(LearnerCore):
     """Base of the columnar learners. ``PARAMS`` lists the constructor arguments; each
-    subclass's ``__init__`` stores them verbatim and then calls ``_setup()``."""
+    subclass's ``__init__`` stores them verbatim and then calls ``_setup()``. The per-step
+    path (predict_one, learn_one, _step) is LearnerCore's, in C."""
 
     PARAMS: tuple = ()
 
@@ -46,6 +47,7 @@ class ColumnarLearner:
         self._net = ColumnarNetwork.new(self._config(seed))
         self._steps = 0
         self._grown = None  # (new feature names, grown network) of a pending step
+        self._staged = self._net.config.columns_per_stage > 0
 
     def _rule(self) -> str:
         """The kernel's learning rule: "regression", "meta" or "td"."""
@@ -101,19 +103,9 @@ class ColumnarLearner:
             y_pred = net.kernel.forward_dict(x, net.index)
         return net, y_pred
 
-    def _step(self, x: dict, y, learn: bool) -> tuple:
-        """One state transition with x (learning from y if ``learn``; y is validated here);
-        returns the prediction and the kernel's error delta. Advances the stage schedule."""
-        net = self._net
-        if type(x) is dict and net.index and not net.config.columns_per_stage:
-            # the common case: a plain dict of known features, one kernel call that validates
-            # y, places x, reuses a pending forward step and commits (10 columns: a learn_one
-            # loop 1.95-1.97 -> 1.82-1.89 us per step, with the padded cell)
-            y_pred = net.kernel.step_dict(x, net.index, y, learn)
-            if y_pred is not None:
-                self._grown = None
-                self._steps += 1
-                return y_pred, net.kernel.delta
+    def _step_general(self, x: dict, y, learn: bool) -> tuple:
+        """``_step`` for any x (new features: the learner grows) and with a stage schedule,
+        which it advances."""
         y = as_finite("y", y)
         net, y_pred = self._forward(x)
         delta = net.kernel.commit(y, learn)
@@ -123,17 +115,6 @@ class ColumnarLearner:
                 and self._steps // self.steps_per_stage < net.config.n_stages:
             net.set_stage(self._steps // self.steps_per_stage)
         return y_pred, delta
-
-    def predict_one(self, x: dict) -> float:
-        """Prediction for the state after x; changes nothing."""
-        # a plain dict of known features: _forward's common case inline, one kernel call
-        # (without the extra Python call and tuple, a 10-column River step is 5-8% faster)
-        net = self._net
-        if type(x) is dict and net.index:
-            y_pred = net.kernel.forward_dict(x, net.index)
-            if y_pred is not None:
-                return y_pred
-        return self._forward(x)[1]
 
     def observe_one(self, x: dict) -> float:
         """Advance the state with an unlabelled x (traces too); return its prediction."""
