@@ -28,6 +28,34 @@ def test_learn_many_is_the_learn_one_loop(params):
     assert many.to_bytes() == one.to_bytes()  # predict_many changed nothing
 
 
+class Name(str):
+    """A str subclass key: equal to the plain name, never taken for it by identity."""
+
+
+def test_dicts_in_any_key_order_and_key_objects_match_the_dense_rows():
+    """learn_one places each dict's values by name, however its keys come: in another
+    order from step to step, as fresh equal str objects, as a str subclass, with a
+    feature absent (it reads 0). The same rows as a dense matrix give bit-identical
+    predictions and state."""
+    names = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(60, 4)), rng.normal(size=60)
+    X[5::9, 2] = 0.0  # "c" left out of those dicts below
+    one, many = ColumnarRegressor(n_columns=6, seed=3), ColumnarRegressor(n_columns=6, seed=3)
+    one.add_features(names)
+    many.add_features(names)
+    predictions = []
+    for t, (row, target) in enumerate(zip(X, y)):
+        order = names[t % 4:] + names[:t % 4] if t % 7 else names[::-1]
+        keys = {"a": "".join(["a"]), "b": Name("b") if t % 3 == 0 else "b"}
+        x = {keys.get(n, n): float(row[names.index(n)]) for n in order
+             if not (n == "c" and t % 9 == 5)}
+        predictions.append(one.predict_one(x))
+        one.learn_one(dict(reversed(list(x.items()))) if t % 5 == 0 else x, target)
+    assert list(many.learn_many(X, y, feature_names=names)) == predictions
+    assert many.to_bytes() == one.to_bytes()
+
+
 def test_arrays_with_feature_names():
     a, b = ColumnarRegressor(seed=2), ColumnarRegressor(seed=2)
     X = _frame(4, 20)
