@@ -40,9 +40,23 @@ previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place
 has to be undone.
 """
 from libc.math cimport fabs, isfinite, sqrt
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from _values cimport to_finite
+
+
+cdef extern from "Python.h":
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    int PyUnicode_KIND(object)
+    void* PyUnicode_DATA(object)
+
+
+cdef inline bint _same_str(object a, object b) noexcept:
+    """a == b for two exact str objects: length, kind, then the bytes (str's own
+    comparison goes through its ordering, about twice the time for a short name)."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(a)
+    return n == PyUnicode_GET_LENGTH(b) and PyUnicode_KIND(a) == PyUnicode_KIND(b) \
+        and memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n * PyUnicode_KIND(a)) == 0
 
 cdef enum:
     GATE_I = 0
@@ -325,6 +339,7 @@ cdef class ColumnarKernel:
     cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
     cdef readonly bint normalize, normalize_target
     cdef readonly double delta        # the error of the last commit (0 when nothing was learned)
+    cdef readonly bint detached       # dropped by its network (detach): no longer stepped
 
     def __init__(self, dict arrays, str optimizer, double step_size, bint normalize,
                  str rule="regression", double head_step_size=0.0, double gamma=0.0,
@@ -452,6 +467,10 @@ cdef class ColumnarKernel:
         self._refresh_maxima()
         self.pending = False
 
+    def detach(self):
+        """Mark the kernel as dropped by its network (LearnerCore then fetches the new one)."""
+        self.detached = True
+
     cdef void _refresh_maxima(self) noexcept nogil:
         """Per-column max |TH|, |TC|, |P|, |AUX| (commit keeps them current after that)."""
         cdef Py_ssize_t i, z, k, n = self.n
@@ -516,7 +535,7 @@ cdef class ColumnarKernel:
         for name, value in x.items():
             v = to_finite(name, value)
             if i < m and (name is keys[i] or (type(name) is str and type(keys[i]) is str
-                                              and <str>name == <str>keys[i])):
+                                              and _same_str(name, keys[i]))):
                 j = self.key_pos[i]
             else:
                 position = index.get(name)
@@ -986,21 +1005,38 @@ cdef class LearnerCore:
     ``_forward`` and ``_step_general``. Holds the network in use (``_net``), one grown for
     new features by the last predict_one (``_grown``), the steps taken (``_steps``) and
     whether a stage schedule runs (``_staged``)."""
-    cdef public object _net, _grown
+    cdef object net
+    cdef ColumnarKernel kernel     # net's kernel while it holds it (see _kernel), or None
+    cdef dict index                # net's feature index, with kernel
+    cdef public object _grown
     cdef public long long _steps
     cdef public bint _staged
+
+    @property
+    def _net(self):
+        return self.net
+
+    @_net.setter
+    def _net(self, net):
+        self.net = net
+        self.kernel = None
+
+    cdef inline ColumnarKernel _kernel(self):
+        """The network's kernel, kept here while the network keeps it (it drops and
+        rebuilds it on reset_state and set_stage: the dropped one is ``detached``): two
+        attribute lookups fewer per call."""
+        if self.kernel is None or self.kernel.detached:
+            self.kernel = self.net.kernel
+            self.index = self.net.index
+        return self.kernel
 
     def predict_one(self, x):
         """Prediction for the state after x; changes nothing."""
         cdef ColumnarKernel kernel
-        cdef dict index
         if type(x) is dict:
-            net = self._net
-            index = net.index
-            if index:
-                kernel = net.kernel
-                if not kernel._place(x, index):
-                    return kernel._forward_next()
+            kernel = self._kernel()
+            if self.index and not kernel._place(x, self.index):
+                return kernel._forward_next()
         return self._forward(x)[1]
 
     def learn_one(self, x, y):
@@ -1015,24 +1051,21 @@ cdef class LearnerCore:
         y_pred = self._step_known(x, y, learn)
         if y_pred is None:
             return self._step_general(x, y, learn)
-        return y_pred, self._net.kernel.delta
+        return y_pred, self.kernel.delta
 
     cdef object _step_known(self, x, y, bint learn):
         """The step of a plain dict of known features without a stage schedule: validate y,
         place x, reuse a pending forward step on the same inputs, commit. Returns the
         prediction, or None (having changed nothing) where it does not apply."""
         cdef ColumnarKernel kernel
-        cdef dict index
         cdef double target, y_pred
         if type(x) is not dict or self._staged:
             return None
-        net = self._net
-        index = net.index
-        if not index:
+        kernel = self._kernel()
+        if not self.index:
             return None
-        kernel = net.kernel
         target = to_finite("y", y)
-        if kernel._place(x, index):
+        if kernel._place(x, self.index):
             return None
         y_pred = kernel._forward_next()
         kernel._commit(target, learn)

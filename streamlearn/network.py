@@ -247,7 +247,9 @@ class ColumnarNetwork:
 
     def _drop_kernel(self) -> None:
         """Forget the kernel (and any pending forward step); the next use rebuilds it."""
-        self.__dict__.pop("kernel", None)
+        kernel = self.__dict__.pop("kernel", None)
+        if kernel is not None:
+            kernel.detach()
 
     @property
     def n_inputs(self) -> int:

@@ -173,6 +173,24 @@ def test_reset_state_zeroes_states_and_traces_only():
     np.testing.assert_array_equal(after["head_weights"], before["head_weights"])
 
 
+@pytest.mark.parametrize("params", [{}, {"n_columns": 20}, {"columns_per_stage": 2,
+                                                          "n_columns": 4, "steps_per_stage": 9}])
+def test_steps_after_reset_state_match_a_learner_loaded_from_its_bytes(params):
+    """reset_state (and a stage change) drop the network's kernel; the next steps must run
+    on the rebuilt one, exactly as a learner loaded from the same bytes runs them."""
+    model = ColumnarRegressor(seed=2, **params)
+    stream = list(_stream(5, 50))
+    for x, y in stream[:30]:
+        model.learn_one(x, y)
+    model.reset_state()
+    loaded = ColumnarRegressor.from_bytes(model.to_bytes())
+    for x, y in stream[30:]:
+        assert model.predict_one(x) == loaded.predict_one(x)
+        model.learn_one(x, y)
+        loaded.learn_one(x, y)
+    assert model.to_bytes() == loaded.to_bytes()
+
+
 def test_fast_params_match_rivers_get_params():
     model = ColumnarRegressor(n_columns=3, step_size=0.2, optimizer="sgd", seed=4)
     assert model._params() == model._get_params()
