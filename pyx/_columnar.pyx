@@ -40,7 +40,7 @@ previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place
 has to be undone.
 """
 from libc.math cimport fabs, isfinite, sqrt
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
 from _values cimport to_finite
 
@@ -52,11 +52,20 @@ cdef extern from "Python.h":
 
 
 cdef inline bint _same_str(object a, object b) noexcept:
-    """a == b for two exact str objects: length, kind, then the bytes (str's own
-    comparison goes through its ordering, about twice the time for a short name)."""
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(a)
-    return n == PyUnicode_GET_LENGTH(b) and PyUnicode_KIND(a) == PyUnicode_KIND(b) \
-        and memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n * PyUnicode_KIND(a)) == 0
+    """a == b for two exact str objects: length, kind, then the bytes, compared here (str's
+    own comparison goes through its ordering, and memcmp is a call: feature names are
+    short)."""
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(a)
+    cdef const char* p
+    cdef const char* q
+    if n != PyUnicode_GET_LENGTH(b) or PyUnicode_KIND(a) != PyUnicode_KIND(b):
+        return False
+    p = <const char*>PyUnicode_DATA(a)
+    q = <const char*>PyUnicode_DATA(b)
+    for i in range(n * PyUnicode_KIND(a)):
+        if p[i] != q[i]:
+            return False
+    return True
 
 cdef enum:
     GATE_I = 0
@@ -533,7 +542,10 @@ cdef class ColumnarKernel:
         for j in range(m):
             nxt[j] = 0.0
         for name, value in x.items():
-            v = to_finite(name, value)
+            if type(value) is float and isfinite(<double>value):  # to_finite's common case
+                v = <double>value
+            else:
+                v = to_finite(name, value)
             if i < m and (name is keys[i] or (type(name) is str and type(keys[i]) is str
                                               and _same_str(name, keys[i]))):
                 j = self.key_pos[i]
