@@ -1018,8 +1018,8 @@ cdef class LearnerCore:
     new features by the last predict_one (``_grown``), the steps taken (``_steps``) and
     whether a stage schedule runs (``_staged``)."""
     cdef object net
+    cdef dict index                # net's feature index
     cdef ColumnarKernel kernel     # net's kernel while it holds it (see _kernel), or None
-    cdef dict index                # net's feature index, with kernel
     cdef public object _grown
     cdef public long long _steps
     cdef public bint _staged
@@ -1031,23 +1031,24 @@ cdef class LearnerCore:
     @_net.setter
     def _net(self, net):
         self.net = net
+        self.index = net.index
         self.kernel = None
 
     cdef inline ColumnarKernel _kernel(self):
         """The network's kernel, kept here while the network keeps it (it drops and
         rebuilds it on reset_state and set_stage: the dropped one is ``detached``): two
-        attribute lookups fewer per call."""
+        attribute lookups fewer per call. Only for a network with features: an empty one
+        builds its kernel for nothing (a service's new learner grows on its first event)."""
         if self.kernel is None or self.kernel.detached:
             self.kernel = self.net.kernel
-            self.index = self.net.index
         return self.kernel
 
     def predict_one(self, x):
         """Prediction for the state after x; changes nothing."""
         cdef ColumnarKernel kernel
-        if type(x) is dict:
+        if type(x) is dict and self.index:
             kernel = self._kernel()
-            if self.index and not kernel._place(x, self.index):
+            if not kernel._place(x, self.index):
                 return kernel._forward_next()
         return self._forward(x)[1]
 
@@ -1071,11 +1072,9 @@ cdef class LearnerCore:
         prediction, or None (having changed nothing) where it does not apply."""
         cdef ColumnarKernel kernel
         cdef double target, y_pred
-        if type(x) is not dict or self._staged:
+        if type(x) is not dict or self._staged or not self.index:
             return None
         kernel = self._kernel()
-        if not self.index:
-            return None
         target = to_finite("y", y)
         if kernel._place(x, self.index):
             return None

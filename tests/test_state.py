@@ -191,6 +191,16 @@ def test_steps_after_reset_state_match_a_learner_loaded_from_its_bytes(params):
     assert model.to_bytes() == loaded.to_bytes()
 
 
+def test_a_new_learner_builds_no_kernel_for_its_empty_network():
+    """A service creates a learner per key, which grows on its first event: the empty
+    network's kernel would be built for nothing."""
+    model = ColumnarRegressor(seed=0)
+    empty = model._net
+    model.predict_one({"a": 1.0})
+    model.learn_one({"a": 1.0}, 2.0)
+    assert model._net is not empty and "kernel" not in vars(empty)
+
+
 def test_fast_params_match_rivers_get_params():
     model = ColumnarRegressor(n_columns=3, step_size=0.2, optimizer="sgd", seed=4)
     assert model._params() == model._get_params()
