@@ -1,11 +1,11 @@
 """The cost of the kernel's per-parameter update loop alone (traces + exact float64 RMSProp),
 with no per-column work around it: a floor under the full learn step.
 
-Compiles a small C driver around the project's own loop (`pyx/_loops.h`,
-``sl_regression_rms``) with the flags of setup.py, once with the AVX2/AVX-512 clones (the
-loader picks the best for this CPU) and once for baseline x86-64 only, and times one loop
-over ``--params`` parameters (in cache by default), repeated. The same loop with SGD
-(``sl_regression_sgd``: no moment, no square root, no division) shows what RMSProp's exact
+Compiles a small C driver around the project's own loop (`pyx/_loops.h`, ``sl_block``: a
+block of one column's parameters, here the rule's RMSProp kind) with the flags of setup.py,
+once with the AVX2/AVX-512 clones (the loader picks the best for this CPU) and once for
+baseline x86-64 only, and times one loop over ``--params`` parameters (in cache by default),
+repeated. The same loop with SGD (no moment, no square root, no division) shows what RMSProp's exact
 square root and division cost: they share the CPU's divider, whose throughput bounds the
 RMSProp loop. The divider alone (``g / (sqrt(v) + eps)`` and nothing else, same clones) is
 the floor under any exact RMSProp step.
@@ -42,18 +42,21 @@ int main(int argc, char **argv) {
         kcd[k] = 0.01 * (k % 7);
         khd[k] = 0.02 * (k % 5);
     }
+    /* one column's factors: f, A, E, B, head weight w, state h */
+    double f = 0.9, A = 0.01, E = 0.1, B = 0.5, w = 1.0, h = 0.0;
+    sl_own_rule r = {.f = &f, .A = &A, .E = &E, .B = &B, .w = &w, .h = &h, .learn = 1,
+                     .alpha = 0.01, .beta = 0.9999, .eps = 1e-8};
+    char rule = argv[3][0];
+    r.kind = rule == 's' ? SL_SGD : SL_RMS;
+    r.sgd = rule == 's';
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    char rule = argv[3][0];
     for (long s = 0; s < sweeps; s++) {
+        r.delta = 1e-3 * (s % 3 - 1);
         if (rule == 'd')
             divider(n, p, kcd, v);
-        else if (rule == 's')
-            sl_regression_sgd(n, p, th, tc, kcd, khd, 0.9, 0.01, 0.1, 0.5,
-                              1e-5 * (s % 3 - 1));
         else
-            sl_regression_rms(n, p, th, tc, v, kcd, khd, 0.9, 0.01, 0.1, 0.5,
-                              1e-3 * (s % 3 - 1), 0.01, 0.9999, 1e-8);
+            sl_block(n, 0, p, th, tc, v, NULL, kcd, khd, &r);
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
