@@ -40,7 +40,7 @@ previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place
 has to be undone.
 """
 from libc.math cimport fabs, isfinite, sqrt
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from _values cimport to_finite
 
@@ -908,6 +908,7 @@ cdef class ColumnarKernel:
         cdef sl_own_rule r = rule[0]
         cdef sl_own_rule_f32 r32
         cdef const double* rows[N_FAC]
+        memset(&r32, 0, sizeof(r32))  # set below when f32; GCC cannot tell it is unused else
         for z in range(N_COEF):
             rows[z] = &self.coef[z, 0]
         rows[F_F], rows[F_W], rows[F_H], rows[F_HPREV] = r.f, r.w, r.h, r.hprev
