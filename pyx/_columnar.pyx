@@ -532,13 +532,14 @@ cdef class ColumnarKernel:
         ``index`` lacks (``x_next`` is then incomplete: nothing may run on it).
 
         A stream's dicts mostly list the same str keys in the same order: the i-th key is
-        first compared with the i-th key placed before (``keys``), a pointer or a short
-        memcmp, and only looked up in ``index`` when it differs (a dict lookup of a key
+        first compared with the i-th str key placed before (``keys``), by identity or by
+        its bytes, and only looked up in ``index`` when it differs (a dict lookup of a key
         that is equal but not the same object cost about 17 ns)."""
         cdef Py_ssize_t i = 0, j, m = self.m
         cdef double v
         cdef double* nxt = &self.x_next[0] if m else NULL
         cdef list keys = self.keys
+        cdef object key
         for j in range(m):
             nxt[j] = 0.0
         for name, value in x.items():
@@ -546,8 +547,9 @@ cdef class ColumnarKernel:
                 v = <double>value
             else:
                 v = to_finite(name, value)
-            if i < m and (name is keys[i] or (type(name) is str and type(keys[i]) is str
-                                              and _same_str(name, keys[i]))):
+            key = keys[i] if i < m else None
+            if key is not None and (name is key or (type(name) is str
+                                                    and _same_str(name, key))):
                 j = self.key_pos[i]
             else:
                 position = index.get(name)

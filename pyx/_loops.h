@@ -184,8 +184,9 @@ static inline __attribute__((always_inline)) void sl_columns_kind(
     for (ptrdiff_t i = 0; i < n; i++) {
         if (mode[i] != SL_MODE_LEARNING)
             continue;
+        double hp = r->hprev[i];
         for (int z = 0; z < 4; z++) {
-            double kc = r->Kc[z][i], kh = r->Kh[z][i], hp = r->hprev[i];
+            double kc = r->Kc[z][i], kh = r->Kh[z][i];
             for (ptrdiff_t k = 0; k < K - 2; k++) {
                 kcd[z * K + k] = kc * xn[k];
                 khd[z * K + k] = kh * xn[k];
