@@ -140,8 +140,9 @@ def main() -> None:
           f"learn_one {spread(ours, fmt='{:,.0f}')} steps/s; River LinearRegression "
           f"{spread(linear, fmt='{:,.0f}')} steps/s; ratio {statistics.median(ours) / statistics.median(linear):.2f}")
     print(f"learn_many on the same rows: {spread(many, fmt='{:,.0f}')} steps/s "
-          f"({statistics.median(many) / statistics.median(ours):.1f}x the learn_one loop); "
-          f"the kernel's own loop (run_rows) {spread(kernel, fmt='{:,.0f}')} steps/s: "
+          f"({statistics.median(many) / statistics.median(ours):.1f}x the predict_one + learn_one "
+          f"loop, whose predictions it also returns); the kernel's own loop (run_rows) "
+          f"{spread(kernel, fmt='{:,.0f}')} steps/s: "
           f"learn_many takes {statistics.median(kernel) / statistics.median(many):.2f}x its "
           f"time")
 
