@@ -322,6 +322,7 @@ cdef class ColumnarKernel:
     cdef double limit              # LIMIT, or LIMIT_F32 for float32 parameters
     cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
     cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
+    cdef Py_ssize_t[::1] run_end   # the forward step's runs of columns: one per stage
     cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
     # scratch of the pending forward step
     cdef double[::1] xn, new_mean, new_var, hn
@@ -414,6 +415,10 @@ cdef class ColumnarKernel:
             raise ValueError("lateral connections do not match the number of columns")
         if self.st_ptr.shape[0] != self.n + 1 or self.st_ptr[self.n] != self.SP.shape[0]:
             raise ValueError("stage connections do not match the number of columns")
+        # a stage reads the new states of the earlier stages: the forward step runs the
+        # columns stage by stage, each run of columns with as many stage weights at once
+        inputs = np.diff(arrays["st_ptr"])
+        self.run_end = np.append(np.flatnonzero(np.diff(inputs)) + 1, self.n).astype(np.intp)
         self.optimizer = OPTIMIZERS.index(optimizer)
         self.step_size = step_size
         self.head_step_size = head_step_size
@@ -611,7 +616,7 @@ cdef class ColumnarKernel:
         """The forward step into scratch; False if a value is non-finite or overflows.
         Stage by stage: the pre-activations of a stage's columns (sl_preact), then the
         cell (sl_cell: activations, c', tanh c', h'), each a vector loop across columns."""
-        cdef Py_ssize_t i, j, z, k, first, lo, hi
+        cdef Py_ssize_t i, j, z, k, first, lo, hi, run
         cdef Py_ssize_t n = self.n, m = self.m
         cdef double r, d, pre, y_mean, y_sd, acc
         cdef bint ok = True
@@ -628,11 +633,8 @@ cdef class ColumnarKernel:
             else:
                 self.xn[j] = x[j]
         lo = 0
-        while lo < n:  # by stage: a stage reads the new states of the earlier stages
-            hi = lo + 1
-            while hi < n and self.st_ptr[hi + 1] - self.st_ptr[hi] == \
-                    self.st_ptr[lo + 1] - self.st_ptr[lo]:
-                hi += 1
+        for run in range(self.run_end.shape[0]):  # stage by stage
+            hi = self.run_end[run]
             if self.f32:  # pre-activations from the own parameters
                 sl_preact_f32(lo, hi, self.K, self.rs, &self.P32[0, 0, 0], xn, &self.h[0],
                               &self.gates[0, 0], self.gw)
