@@ -349,6 +349,7 @@ cdef class ColumnarKernel:
     cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
     cdef readonly bint normalize, normalize_target
     cdef readonly double delta        # the error of the last commit (0 when nothing was learned)
+    cdef readonly bint learned        # the last commit took a learning step
     cdef readonly bint detached       # dropped by its network (detach): no longer stepped
 
     def __init__(self, dict arrays, str optimizer, double step_size, bint normalize,
@@ -840,6 +841,7 @@ cdef class ColumnarKernel:
             self.scalars[S_Y_MEAN] += r * d
             self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
             self.scalars[S_Y_COUNT] += 1.0
+        self.learned = learn  # False for TD at an episode's first step
         return STATUS_OK
 
     cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
@@ -1065,11 +1067,12 @@ cdef class LearnerCore:
 
     def _step(self, x, y, bint learn):
         """One state transition with x (learning from y if ``learn``; y is validated here);
-        returns the prediction and the kernel's error delta."""
+        returns the prediction and the error delta it learned from, or None when it took no
+        learning step (observe_one; ColumnarTD at an episode's first step)."""
         y_pred = self._step_known(x, y, learn)
         if y_pred is None:
             return self._step_general(x, y, learn)
-        return y_pred, self.kernel.delta
+        return y_pred, self.kernel.delta if self.kernel.learned else None
 
     cdef object _step_known(self, x, y, bint learn):
         """The step of a plain dict of known features without a stage schedule: validate y,

@@ -109,6 +109,8 @@ class ColumnarLearner(LearnerCore):
         y = as_finite("y", y)
         net, y_pred = self._forward(x)
         delta = net.kernel.commit(y, learn)
+        if not net.kernel.learned:  # read before set_stage drops the kernel
+            delta = None
         self._net, self._grown = net, None
         self._steps += 1
         if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \

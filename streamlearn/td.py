@@ -6,9 +6,7 @@ import math
 
 from river import base
 
-from streamlearn._features import as_finite
 from streamlearn.learner import ColumnarLearner, _number
-from streamlearn.network import SCALARS
 
 __all__ = ["ColumnarTD"]
 
@@ -158,10 +156,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     def learn_one(self, x: dict, y: float) -> None:
         """Advance to the state of x, observing the cumulant ``y`` that came with it, and
         learn from the TD error of the previous state's value."""
-        cumulant = as_finite("y", y)
-        had_previous = self._net.arrays["scalars"][SCALARS.index("has_previous")] != 0.0
-        _, delta = self._step(x, cumulant, True)
-        self._td_error = delta if had_previous else None
+        _, self._td_error = self._step(x, y, True)
 
     @property
     def td_error(self) -> float | None:

@@ -204,3 +204,21 @@ def test_round_trip_in_the_middle_of_a_stage():
 def test_bad_td_configurations(params, match):
     with pytest.raises(ValueError, match=match):
         ColumnarTD(**params)
+
+
+def test_td_error_on_both_step_paths():
+    """The TD error is None at an episode's first step and a float after it, whether the
+    step runs in one kernel call or on the general path (a new feature, a stage switch)."""
+    model = ColumnarTD(n_columns=4, columns_per_stage=2, steps_per_stage=3, seed=0)
+    plain = ColumnarTD(n_columns=4, seed=0)
+    for learner in (model, plain):
+        errors = []
+        for t in range(8):
+            x = {"a": float(t)} if t % 4 else {"a": float(t), f"new{t}": 1.0}
+            learner.learn_one(x, 1.0)
+            errors.append(learner.td_error)
+        assert errors[0] is None
+        assert all(type(e) is float and e != 0.0 for e in errors[1:]), errors
+        learner.reset_state()
+        learner.learn_one({"a": 1.0}, 1.0)
+        assert learner.td_error is None
