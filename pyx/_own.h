@@ -163,12 +163,13 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
 /* Pre-activations of the four gates for columns lo .. hi - 1, in double, into row z of
    `out` (stride gs): sum_k P[z, k] x[k] + P[z, K - 2] h(t-1) + P[z, K - 1] (P at row (0, 0),
    column 0). One call for the four gates: a small network's step is mostly such set-ups.
-   Blocks of SL_PRE_LANES columns keep their sums in a vector register over all K rows (GCC
-   vector extensions: one zmm, two ymm or four xmm registers by clone), so each parameter is
-   one load instead of a load, a load and a store of the sum (1,024 columns: 6.9-8.4 us per
-   call instead of 8.6-11.0, measured alone); the last columns sum in `out`. Both add in the
-   same order, so they round alike. */
-typedef SL_REAL SL_F(sl_lanes) __attribute__((vector_size(SL_PRE_LANES * sizeof(SL_REAL))));
+   Blocks of SL_PRE_LANES columns keep their sums in two 4-lane vectors over all K rows (GCC
+   vector extensions: two ymm or four xmm registers by clone), so each parameter is one load
+   instead of a load, a load and a store of the sum (1,024 columns: 6.9-8.4 us per call
+   instead of 8.6-11.0, measured alone); the last columns sum in `out`. Both add in the same
+   order, so they round alike. One 8-lane vector did as well with AVX-512, but AVX2 code
+   moved it through the stack in halves (35 ns per column of 40 parameters on a Zen 3 core). */
+typedef SL_REAL SL_F(sl_quad) __attribute__((vector_size(4 * sizeof(SL_REAL))));
 SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
                                       ptrdiff_t stride, const SL_REAL *P, const double *x,
                                       const double *h, double *out, ptrdiff_t gs) {
@@ -178,18 +179,26 @@ SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
         double *o = out + z * gs;
         ptrdiff_t i0 = lo;
         for (; i0 + SL_PRE_LANES <= hi; i0 += SL_PRE_LANES) {
-            sl_lanes_d acc = {0}, hh;
-            SL_F(sl_lanes) r;
+            sl_quad_d acc0 = {0}, acc1 = {0}, h0, h1;
+            SL_F(sl_quad) r0, r1;
             for (ptrdiff_t k = 0; k < K - 2; k++) {
-                memcpy(&r, Pz + k * stride + i0, sizeof r);
-                acc += __builtin_convertvector(r, sl_lanes_d) * x[k];
+                memcpy(&r0, Pz + k * stride + i0, sizeof r0);
+                memcpy(&r1, Pz + k * stride + i0 + 4, sizeof r1);
+                acc0 += __builtin_convertvector(r0, sl_quad_d) * x[k];
+                acc1 += __builtin_convertvector(r1, sl_quad_d) * x[k];
             }
-            memcpy(&hh, h + i0, sizeof hh);
-            memcpy(&r, u + i0, sizeof r);
-            acc = acc + __builtin_convertvector(r, sl_lanes_d) * hh;
-            memcpy(&r, b + i0, sizeof r);
-            acc = acc + __builtin_convertvector(r, sl_lanes_d);
-            memcpy(o + i0, &acc, sizeof acc);
+            memcpy(&h0, h + i0, sizeof h0);
+            memcpy(&h1, h + i0 + 4, sizeof h1);
+            memcpy(&r0, u + i0, sizeof r0);
+            memcpy(&r1, u + i0 + 4, sizeof r1);
+            acc0 = acc0 + __builtin_convertvector(r0, sl_quad_d) * h0;
+            acc1 = acc1 + __builtin_convertvector(r1, sl_quad_d) * h1;
+            memcpy(&r0, b + i0, sizeof r0);
+            memcpy(&r1, b + i0 + 4, sizeof r1);
+            acc0 = acc0 + __builtin_convertvector(r0, sl_quad_d);
+            acc1 = acc1 + __builtin_convertvector(r1, sl_quad_d);
+            memcpy(o + i0, &acc0, sizeof acc0);
+            memcpy(o + i0 + 4, &acc1, sizeof acc1);
         }
         for (ptrdiff_t i = i0; i < hi; i++)
             o[i] = 0.0;
