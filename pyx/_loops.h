@@ -83,14 +83,26 @@ enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
         (r)->h = (fac) + SL_F_H * (width);                                             \
         (r)->hprev = (fac) + SL_F_HPREV * (width);                                     \
     } while (0)
-/* BODY(k) with k the constant of `kind`, so that each rule gets a loop of its own. */
-#define SL_BY_KIND(kind, BODY) do {                                                    \
-        switch (kind) {                                                                \
-        case SL_TRACES: BODY(SL_TRACES); break;                                        \
-        case SL_SGD: BODY(SL_SGD); break;                                              \
-        case SL_RMS: BODY(SL_RMS); break;                                              \
-        case SL_TD: BODY(SL_TD); break;                                                \
-        default: BODY(SL_META); break;                                                 \
+/* BODY(kind, sgd, learn) with the constants of rule r, so that each rule gets a loop of its
+   own with no branch inside: AVX2 code cannot if-convert a branch around a division (AVX-512
+   masks it), and a TD or meta step of 1,024 columns ran scalar at 9-12 ns per parameter on a
+   Zen 3 core. TD takes the SGD step whether or not it learns (delta is 0 then) and RMSProp's
+   only when learning; meta learns nothing but the traces when not learning. */
+#define SL_BY_KIND(r, BODY) do {                                                       \
+        switch ((r)->kind) {                                                           \
+        case SL_TRACES: BODY(SL_TRACES, 0, 0); break;                                  \
+        case SL_SGD: BODY(SL_SGD, 1, 1); break;                                        \
+        case SL_RMS: BODY(SL_RMS, 0, 1); break;                                        \
+        case SL_TD:                                                                    \
+            if ((r)->sgd) BODY(SL_TD, 1, 1);                                           \
+            else if ((r)->learn) BODY(SL_TD, 0, 1);                                    \
+            else BODY(SL_TD, 0, 0);                                                    \
+            break;                                                                     \
+        default:                                                                       \
+            if (!(r)->learn) BODY(SL_TRACES, 0, 0);                                    \
+            else if ((r)->sgd) BODY(SL_META, 1, 1);                                    \
+            else BODY(SL_META, 0, 1);                                                  \
+            break;                                                                     \
         }                                                                              \
     } while (0)
 #ifndef SL_BLOCK_BYTES
@@ -142,12 +154,11 @@ SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, co
    g = -delta w TH' (SGD p += alpha delta w TH'), TD sl_td_step, meta sl_meta_step (if
    learning); SL_TRACES only the traces. */
 static inline __attribute__((always_inline)) void sl_block_kind(
-        ptrdiff_t n, int kind, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v, sl_ptr aux,
-        sl_cptr kcd, sl_cptr khd, double f, double A, double E, double B, double w, double h,
-        const sl_own_rule *r) {
+        ptrdiff_t n, int kind, int sgd, int learn, sl_ptr p, sl_ptr th, sl_ptr tc, sl_ptr v,
+        sl_ptr aux, sl_cptr kcd, sl_cptr khd, double f, double A, double E, double B, double w,
+        double h, const sl_own_rule *r) {
     double delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
     double ge = r->ge, ha = r->ha, scale = r->alpha * r->delta * w, dw = -r->delta * w;
-    int sgd = r->sgd, learn = r->learn;
 #pragma GCC ivdep
     for (ptrdiff_t k = 0; k < n; k++) {  /* restrict is lost when inlined: no overlap */
         double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
@@ -166,9 +177,10 @@ static inline __attribute__((always_inline)) void sl_block_kind(
 SL_CLONES static void sl_block(ptrdiff_t n, ptrdiff_t i, sl_ptr p, sl_ptr th, sl_ptr tc,
                                sl_ptr v, sl_ptr aux, sl_cptr kcd, sl_cptr khd,
                                const sl_own_rule *r) {
-#define SL_BLOCK(kind) sl_block_kind(n, kind, p, th, tc, v, aux, kcd, khd, r->f[i], r->A[i], \
-                                     r->E[i], r->B[i], r->w[i], r->h[i], r)
-    SL_BY_KIND(r->kind, SL_BLOCK);
+#define SL_BLOCK(kind, sgd, learn) sl_block_kind(n, kind, sgd, learn, p, th, tc, v, aux, kcd, \
+                                                 khd, r->f[i], r->A[i], r->E[i], r->B[i], \
+                                                 r->w[i], r->h[i], r)
+    SL_BY_KIND(r, SL_BLOCK);
 #undef SL_BLOCK
 }
 
@@ -178,9 +190,9 @@ SL_CLONES static void sl_block(ptrdiff_t n, ptrdiff_t i, sl_ptr p, sl_ptr th, sl
    sl_block_kind loop over all 4 K. One call for all columns: a 10-column step was mostly
    per-column calls. */
 static inline __attribute__((always_inline)) void sl_columns_kind(
-        ptrdiff_t n, int kind, ptrdiff_t K, const ptrdiff_t *mode, double *P, double *TH,
-        double *TC, double *V, double *AUX, const double *xn, sl_ptr kcd, sl_ptr khd,
-        const sl_own_rule *r) {
+        ptrdiff_t n, int kind, int sgd, int learn, ptrdiff_t K, const ptrdiff_t *mode,
+        double *P, double *TH, double *TC, double *V, double *AUX, const double *xn,
+        sl_ptr kcd, sl_ptr khd, const sl_own_rule *r) {
     for (ptrdiff_t i = 0; i < n; i++) {
         if (mode[i] != SL_MODE_LEARNING)
             continue;
@@ -197,8 +209,9 @@ static inline __attribute__((always_inline)) void sl_columns_kind(
             khd[z * K + K - 1] = kh;
         }
         ptrdiff_t at = i * 4 * K;
-        sl_block_kind(4 * K, kind, P + at, TH + at, TC + at, V + at, AUX ? AUX + at : NULL,
-                      kcd, khd, r->f[i], r->A[i], r->E[i], r->B[i], r->w[i], r->h[i], r);
+        sl_block_kind(4 * K, kind, sgd, learn, P + at, TH + at, TC + at, V + at,
+                      AUX ? AUX + at : NULL, kcd, khd, r->f[i], r->A[i], r->E[i], r->B[i],
+                      r->w[i], r->h[i], r);
     }
 }
 
@@ -206,8 +219,9 @@ SL_CLONES static void sl_own_columns(ptrdiff_t n, ptrdiff_t K, const ptrdiff_t *
                                      double *P, double *TH, double *TC, double *V,
                                      double *AUX, const double *xn, sl_ptr kcd, sl_ptr khd,
                                      const sl_own_rule *r) {
-#define SL_COLUMNS(kind) sl_columns_kind(n, kind, K, mode, P, TH, TC, V, AUX, xn, kcd, khd, r)
-    SL_BY_KIND(r->kind, SL_COLUMNS);
+#define SL_COLUMNS(kind, sgd, learn) sl_columns_kind(n, kind, sgd, learn, K, mode, P, TH, TC, \
+                                                     V, AUX, xn, kcd, khd, r)
+    SL_BY_KIND(r, SL_COLUMNS);
 #undef SL_COLUMNS
 }
 

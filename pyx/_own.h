@@ -72,14 +72,13 @@ typedef struct {
    tells it (else it gives up on too many run-time alias checks). */
 #define SL_ROWS 4
 static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
-        ptrdiff_t nl, int R, ptrdiff_t stride, int kind, SL_F(sl_rptr) p, SL_F(sl_rptr) th,
-        SL_F(sl_rptr) tc, SL_F(sl_rptr) v, SL_F(sl_rptr) aux, SL_F(sl_crptr) Kc,
-        SL_F(sl_crptr) Kh, SL_F(sl_crptr) d, const SL_REAL *d0, SL_F(sl_crptr) f,
-        SL_F(sl_crptr) A, SL_F(sl_crptr) E, SL_F(sl_crptr) B, SL_F(sl_crptr) w,
-        SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
+        ptrdiff_t nl, int R, ptrdiff_t stride, int kind, int sgd, int learn, SL_F(sl_rptr) p,
+        SL_F(sl_rptr) th, SL_F(sl_rptr) tc, SL_F(sl_rptr) v, SL_F(sl_rptr) aux,
+        SL_F(sl_crptr) Kc, SL_F(sl_crptr) Kh, SL_F(sl_crptr) d, const SL_REAL *d0,
+        SL_F(sl_crptr) f, SL_F(sl_crptr) A, SL_F(sl_crptr) E, SL_F(sl_crptr) B,
+        SL_F(sl_crptr) w, SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
     SL_REAL delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
     SL_REAL ge = r->ge, ha = r->ha, scale = r->alpha * r->delta;
-    int sgd = r->sgd, learn = r->learn;
 #pragma GCC ivdep
     for (ptrdiff_t l = 0; l < nl; l++) {
         SL_REAL kc = Kc[l], kh = Kh[l], fl = f[l], al = A[l], el = E[l], bl = B[l];
@@ -106,9 +105,9 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
    features SL_ROWS rows at a time, then the self-recurrent weight (input h(t-1) of the
    column itself) and the bias (input 1). */
 static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
-        ptrdiff_t nl, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P, SL_REAL *TH,
-        SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn, const SL_F(sl_own_rule) *r,
-        ptrdiff_t o) {
+        ptrdiff_t nl, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P,
+        SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
+        const SL_F(sl_own_rule) *r, ptrdiff_t o) {
     SL_REAL d0[SL_ROWS] = {0};
     for (int z = 0; z < 4; z++) {
         const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
@@ -121,17 +120,17 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
             if (k + SL_ROWS <= K - 2) {  /* SL_ROWS features */
                 for (int q = 0; q < SL_ROWS; q++)
                     d0[q] = (SL_REAL)xn[k + q];
-                SL_F(sl_own_rows)(nl, SL_ROWS, stride, kind, P + at, TH + at, TC + at, V + at,
-                                  aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+                SL_F(sl_own_rows)(nl, SL_ROWS, stride, kind, sgd, learn, P + at, TH + at,
+                                  TC + at, V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
                 k += SL_ROWS;
             } else if (k == K - 2) {  /* the self-recurrent weight */
-                SL_F(sl_own_rows)(nl, 1, stride, kind, P + at, TH + at, TC + at, V + at, aux,
-                                  Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
+                SL_F(sl_own_rows)(nl, 1, stride, kind, sgd, learn, P + at, TH + at, TC + at,
+                                  V + at, aux, Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
                 k += 1;
             } else {  /* one of the last features, or the bias */
                 d0[0] = k < K - 2 ? (SL_REAL)xn[k] : 1;
-                SL_F(sl_own_rows)(nl, 1, stride, kind, P + at, TH + at, TC + at, V + at, aux,
-                                  Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+                SL_F(sl_own_rows)(nl, 1, stride, kind, sgd, learn, P + at, TH + at, TC + at,
+                                  V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
                 k += 1;
             }
         }
@@ -139,15 +138,15 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
 }
 
 static inline __attribute__((always_inline)) void SL_F(sl_own_kind)(
-        ptrdiff_t lo, ptrdiff_t hi, int kind, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P,
-        SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
+        ptrdiff_t lo, ptrdiff_t hi, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride,
+        SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
         const SL_F(sl_own_rule) *r) {
     ptrdiff_t o = lo;
     const ptrdiff_t block = SL_BLOCK_BYTES / sizeof(SL_REAL);
     for (; o + block <= hi; o += block)
-        SL_F(sl_own_lanes)(block, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
+        SL_F(sl_own_lanes)(block, kind, sgd, learn, K, stride, P, TH, TC, V, AUX, xn, r, o);
     if (o < hi)
-        SL_F(sl_own_lanes)(hi - o, kind, K, stride, P, TH, TC, V, AUX, xn, r, o);
+        SL_F(sl_own_lanes)(hi - o, kind, sgd, learn, K, stride, P, TH, TC, V, AUX, xn, r, o);
 }
 
 /* Traces and the rule's step for the own parameters of columns lo .. hi - 1. */
@@ -155,8 +154,9 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
                                    SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V,
                                    SL_REAL *AUX, const double *xn,
                                    const SL_F(sl_own_rule) *r) {
-#define SL_OWN(kind) SL_F(sl_own_kind)(lo, hi, kind, K, stride, P, TH, TC, V, AUX, xn, r)
-    SL_BY_KIND(r->kind, SL_OWN);
+#define SL_OWN(kind, sgd, learn) SL_F(sl_own_kind)(lo, hi, kind, sgd, learn, K, stride, P, TH, \
+                                                   TC, V, AUX, xn, r)
+    SL_BY_KIND(r, SL_OWN);
 #undef SL_OWN
 }
 
