@@ -52,6 +52,21 @@ typedef const double *__restrict__ sl_cptr;
 #define SL_PRE_LANES 8
 typedef double sl_quad_d __attribute__((vector_size(4 * sizeof(double))));
 
+/* `take ? a : b` as a bitwise select on a mask. GCC turns a plain `?:` on doubles into a
+   branch when one side is a constant (sl_clamp) or when it can sink the other side's
+   arithmetic into it (the outputs of sl_cell and sl_bounds); with AVX-512 it if-converts
+   such branches into masked operations, with AVX2 it cannot (a division may not be
+   speculated), and the loops ran scalar: sl_cell of 1,024 columns took 45 ns per column on
+   a Zen 3 core. */
+static inline double sl_select(int take, double a, double b) {
+    long long ab, bb, mask = -(long long)(take != 0);
+    memcpy(&ab, &a, sizeof ab);
+    memcpy(&bb, &b, sizeof bb);
+    ab = (ab & mask) | (bb & ~mask);
+    memcpy(&a, &ab, sizeof a);
+    return a;
+}
+
 /* ---- layout and the per-parameter arithmetic (for float64 and float32: _own.h) ---------- */
 
 /* The own parameters are stored (4, K, n): row (z, k) holds parameter (gate z, input k) of
@@ -234,13 +249,13 @@ enum { SL_M_TH = 0, SL_M_TC = 1, SL_M_P = 2, SL_M_AUX = 3, SL_N_MAXIMA = 4 };
      |TC'| <= f |TC| + |A| |TH| + dmax max |Kc|,     |TH'| <= |B| |TC'| + |E| |TH| + |Kh[o]| dmax,
    then the rule's |AUX'| and |g|, and |p'| <= |p| + alpha |g| (SGD) or + rms_step (RMSProp:
    v >= (1 - beta) g^2 caps a step at alpha / sqrt(1 - beta)). Returns 1 if every bound, and
-   |w_i| + head_step, stays below `limit` (NaN compares false: not ok). */
-SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double *coef,
-                               ptrdiff_t cs, const double *gf, const double *h,
-                               const double *w, sl_cptr mx, sl_ptr out, double xmax,
-                               double delta, int rule, int sgd, double alpha,
-                               double rms_step, double ha, double gl, double head_step,
-                               double limit) {
+   |w_i| + head_step, stays below `limit` (NaN compares false: not ok). sl_bounds runs one
+   loop per rule and optimiser (constants here), with no branch inside for AVX2 to give up on. */
+static inline __attribute__((always_inline)) int sl_bounds_rule(
+        ptrdiff_t n, const ptrdiff_t *mode, const double *coef, ptrdiff_t cs, const double *gf,
+        const double *h, const double *w, sl_cptr mx, sl_ptr out, double xmax, double delta,
+        int rule, int sgd, double alpha, double rms_step, double ha, double gl,
+        double head_step, double limit) {
     const double *mth = mx + SL_M_TH * n, *mtc = mx + SL_M_TC * n, *mp = mx + SL_M_P * n,
                  *maux = mx + SL_M_AUX * n;
     double ad = fabs(delta);
@@ -265,28 +280,58 @@ SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double 
         int fine = (tcb < limit) & (thb < limit) & (gb < limit) & (pb < limit)
             & (auxb < limit) & (aw + head_step < limit);  /* no branches: vectorises */
         bad |= learning & !fine;
-        out[SL_M_TH * n + i] = learning ? thb : mth[i];
-        out[SL_M_TC * n + i] = learning ? tcb : mtc[i];
-        out[SL_M_P * n + i] = learning ? pb : mp[i];
-        out[SL_M_AUX * n + i] = learning ? auxb : maux[i];
+        out[SL_M_TH * n + i] = sl_select(learning, thb, mth[i]);
+        out[SL_M_TC * n + i] = sl_select(learning, tcb, mtc[i]);
+        out[SL_M_P * n + i] = sl_select(learning, pb, mp[i]);
+        out[SL_M_AUX * n + i] = sl_select(learning, auxb, maux[i]);
     }
     return !bad;
 }
 
+SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double *coef,
+                               ptrdiff_t cs, const double *gf, const double *h,
+                               const double *w, sl_cptr mx, sl_ptr out, double xmax,
+                               double delta, int rule, int sgd, double alpha,
+                               double rms_step, double ha, double gl, double head_step,
+                               double limit) {
+#define SL_BOUNDS(rule_, sgd_) sl_bounds_rule(n, mode, coef, cs, gf, h, w, mx, out, xmax, \
+                                              delta, rule_, sgd_, alpha, rms_step, ha, gl, \
+                                              head_step, limit)
+    if (rule == SL_META)
+        return sgd ? SL_BOUNDS(SL_META, 1) : SL_BOUNDS(SL_META, 0);
+    if (rule == SL_TD)
+        return sgd ? SL_BOUNDS(SL_TD, 1) : SL_BOUNDS(SL_TD, 0);
+    return sgd ? SL_BOUNDS(SL_RMS, 1) : SL_BOUNDS(SL_RMS, 0);
+#undef SL_BOUNDS
+}
+
 /* The linear head's step for the columns in use (mode != 0): g = -delta e_i with e_i = h_i
-   (regression) or its eligibility (TD), SGD or RMSProp (moments vw). */
+   (regression) or its eligibility (TD), SGD or RMSProp (moments vw). Every column computes
+   its step and the columns not in use keep their values (sl_select): a branch around the
+   division kept AVX2 code scalar. */
+static inline __attribute__((always_inline)) void sl_head_rule(
+        ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_ptr vw, sl_cptr e, double delta,
+        double alpha, double beta, double eps, int sgd) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        int on = mode[i] != SL_MODE_INACTIVE;
+        double g = -delta * e[i], wi = w[i], vi = sgd ? 0.0 : vw[i];
+        if (sgd) {
+            w[i] = sl_select(on, wi - alpha * g, wi);
+        } else {
+            sl_rmsprop(&wi, &vi, g, alpha, beta, eps);
+            w[i] = sl_select(on, wi, w[i]);
+            vw[i] = sl_select(on, vi, vw[i]);
+        }
+    }
+}
+
 SL_CLONES static void sl_head(ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_ptr vw,
                               sl_cptr e, double delta, double alpha, double beta, double eps,
                               int sgd) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        if (mode[i] != SL_MODE_INACTIVE) {
-            double g = -delta * e[i];
-            if (sgd)
-                w[i] -= alpha * g;
-            else
-                sl_rmsprop(&w[i], &vw[i], g, alpha, beta, eps);
-        }
-    }
+    if (sgd)
+        sl_head_rule(n, mode, w, vw, e, delta, alpha, beta, eps, 1);
+    else
+        sl_head_rule(n, mode, w, vw, e, delta, alpha, beta, eps, 0);
 }
 
 /* ---- activations, vectorisable (the forward step applies them to whole blocks) ---------- */
@@ -302,20 +347,6 @@ static inline double sl_poly12(double r, const double *c) {
     double q0 = c[0] + c[1] * r, q1 = c[2] + c[3] * r, q2 = c[4] + c[5] * r;
     double q3 = c[6] + c[7] * r, q4 = c[8] + c[9] * r, q5 = c[10] + c[11] * r;
     return ((q0 + q1 * r2) + (q2 + q3 * r2) * r4) + (q4 + q5 * r2) * r8;
-}
-
-/* `take ? a : b` as a bitwise select on a mask. GCC turns a plain `?:` on doubles into a
-   branch when one side is a constant (the clamps below) or when it can sink the other side's
-   arithmetic into it (sl_cell's outputs); with AVX-512 it if-converts such branches into
-   masked operations, with AVX2 it cannot (a division may not be speculated), and the loops
-   ran scalar: sl_cell of 1,024 columns took 45 ns per column on a Zen 3 core. */
-static inline double sl_select(int take, double a, double b) {
-    long long ab, bb, mask = -(long long)(take != 0);
-    memcpy(&ab, &a, sizeof ab);
-    memcpy(&bb, &b, sizeof bb);
-    ab = (ab & mask) | (bb & ~mask);
-    memcpy(&a, &ab, sizeof a);
-    return a;
 }
 
 /* x clamped to [lo, hi]; NaN stays NaN (both comparisons are false). */
