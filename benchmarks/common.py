@@ -6,17 +6,31 @@ import time
 
 
 def machine() -> str:
-    """One line naming the CPU, core count and Python, for benchmark tables."""
-    cpu = platform.processor() or "unknown CPU"
+    """One line naming the CPU (model name, family and model), core count, the clones of the
+    kernel's loops that the loader picks (AVX-512, AVX2 or baseline x86-64, from the CPU's
+    flags as GCC's target_clones test them) and Python, for benchmark tables: two machines
+    that both report "AMD EPYC" may differ in all of these."""
+    cpu, fields = platform.processor() or "unknown CPU", {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if "model name" in fields:
+        cpu = (f"{fields['model name']} (family {fields.get('cpu family')}, "
+               f"model {fields.get('model')})")
+    flags = set(fields.get("flags", "").split())
+    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags:
+        clones = "AVX-512 clones"
+    elif {"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"} <= flags:
+        clones = "AVX2 clones"
+    else:
+        clones = "baseline x86-64 loops"
+    return f"{cpu}, {os.cpu_count()} cores, {clones}, Python {platform.python_version()}"
 
 
 def best_of(fn, repeats: int) -> list:
