@@ -11,7 +11,9 @@
    (target_clones: AVX-512, AVX2, baseline x86-64). The module is compiled with
    -ffp-contract=off: no fused multiply-add, so every clone rounds exactly as the baseline
    does and results are bit-identical across machines (each parameter's arithmetic is
-   independent; no reductions). */
+   independent; no reductions). Each loop marked `vector loop` must vectorise in the AVX2 and
+   the AVX-512 clone alike (tests/test_vectorised.py): AVX-512's masks hide branches that AVX2
+   code cannot remove, and such a loop then runs scalar on an AVX2-only CPU. */
 #ifndef STREAMLEARN_LOOPS_H
 #define STREAMLEARN_LOOPS_H
 
@@ -144,6 +146,7 @@ enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
 SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const *src,
                                 float *dst, ptrdiff_t stride) {
     for (ptrdiff_t r = 0; r < rows; r++)
+        /* vector loop */
         for (ptrdiff_t i = 0; i < n; i++)
             dst[r * stride + i] = (float)src[r][i];
 }
@@ -174,6 +177,7 @@ static inline __attribute__((always_inline)) void sl_block_kind(
         double h, const sl_own_rule *r) {
     double delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
     double ge = r->ge, ha = r->ha, scale = r->alpha * r->delta * w, dw = -r->delta * w;
+    /* vector loop */
 #pragma GCC ivdep
     for (ptrdiff_t k = 0; k < n; k++) {  /* restrict is lost when inlined: no overlap */
         double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
@@ -260,6 +264,7 @@ static inline __attribute__((always_inline)) int sl_bounds_rule(
                  *maux = mx + SL_M_AUX * n;
     double ad = fabs(delta);
     int bad = 0;
+    /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++) {
         double aw = fabs(w[i]), ah = fabs(h[i]);
         double dmax = xmax > ah ? xmax : ah;
@@ -312,6 +317,7 @@ SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double 
 static inline __attribute__((always_inline)) void sl_head_rule(
         ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_ptr vw, sl_cptr e, double delta,
         double alpha, double beta, double eps, int sgd) {
+    /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++) {
         int on = mode[i] != SL_MODE_INACTIVE;
         double g = -delta * e[i], wi = w[i], vi = sgd ? 0.0 : vw[i];
@@ -404,12 +410,14 @@ static inline double sl_tanh(double x) {
 /* out[i] = logistic(x[i]); x and out may be the same array (each element is read before it
    is written, at the same index). */
 SL_CLONES static void sl_sigmoid_all(ptrdiff_t n, const double *x, double *out) {
+    /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = sl_sigmoid(x[i]);
 }
 
 /* out[i] = tanh(x[i]); in place allowed, as above. */
 SL_CLONES static void sl_tanh_all(ptrdiff_t n, const double *x, double *out) {
+    /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = sl_tanh(x[i]);
 }
@@ -425,6 +433,7 @@ SL_CLONES static int sl_cell(ptrdiff_t lo, ptrdiff_t hi, double *gates, ptrdiff_
                              double *tanh_c, double *h_new, double limit) {
     double *gi = gates, *gf = gates + gs, *go = gates + 2 * gs, *gg = gates + 3 * gs;
     int bad = 0;
+    /* vector loop */
 #pragma GCC ivdep
     for (ptrdiff_t i = lo; i < hi; i++) {  /* the rows and outputs do not overlap */
         double a = sl_sigmoid(gi[i]), b = sl_sigmoid(gf[i]), o = sl_sigmoid(go[i]);

@@ -79,6 +79,7 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
         SL_F(sl_crptr) w, SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
     SL_REAL delta = r->delta, alpha = r->alpha, beta = r->beta, eps = r->eps;
     SL_REAL ge = r->ge, ha = r->ha, scale = r->alpha * r->delta;
+    /* vector loop */
 #pragma GCC ivdep
     for (ptrdiff_t l = 0; l < nl; l++) {
         SL_REAL kc = Kc[l], kh = Kh[l], fl = f[l], al = A[l], el = E[l], bl = B[l];
@@ -222,6 +223,7 @@ SL_CLONES static void SL_F(sl_coefficients)(ptrdiff_t lo, ptrdiff_t hi, const do
                                             const SL_REAL *u, ptrdiff_t us, double *coef,
                                             ptrdiff_t cs) {
     const double *gi = gates, *gf = gates + gs, *go = gates + 2 * gs, *gg = gates + 3 * gs;
+    /* vector loop */
 #pragma GCC ivdep
     for (ptrdiff_t i = lo; i < hi; i++) {  /* coef overlaps no input */
         double kci = gg[i] * (gi[i] * (1.0 - gi[i]));
@@ -241,6 +243,7 @@ SL_CLONES static void SL_F(sl_coefficients)(ptrdiff_t lo, ptrdiff_t hi, const do
 
 /* out[i] = max(out[i], |row[i]|) for i < n (the exact per-column maxima). */
 SL_CLONES static void SL_F(sl_row_max)(ptrdiff_t n, double *out, const SL_REAL *row) {
+    /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++) {
         double a = fabs((double)row[i]);
         out[i] = out[i] > a ? out[i] : a;
