@@ -256,6 +256,10 @@ cdef extern from "_loops.h" nogil:
                  double delta, double alpha, double beta, double eps, int sgd)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd)
+    void sl_extra_preact(Py_ssize_t lo, Py_ssize_t hi, const Py_ssize_t* lat_ptr,
+                         const Py_ssize_t* lat_src, const double* LP, const double* h,
+                         const Py_ssize_t* st_ptr, const double* SP, const double* hn,
+                         double* gates, Py_ssize_t gs)
     void sl_block(Py_ssize_t n, Py_ssize_t i, double* p, double* th, double* tc, double* v,
                   double* aux, const double* kcd, const double* khd, const sl_own_rule* r)
     void sl_own_columns(Py_ssize_t n, Py_ssize_t K, const Py_ssize_t* mode, double* P,
@@ -615,13 +619,14 @@ cdef class ColumnarKernel:
 
     cdef bint _forward_core(self, const double* x) noexcept nogil:
         """The forward step into scratch; False if a value is non-finite or overflows.
-        Stage by stage: the pre-activations of a stage's columns (sl_preact), then the
-        cell (sl_cell: activations, c', tanh c', h'), each a vector loop across columns."""
-        cdef Py_ssize_t i, j, z, k, first, lo, hi, run
-        cdef Py_ssize_t n = self.n, m = self.m
-        cdef double r, d, pre, y_mean, y_sd, acc
+        Stage by stage: the pre-activations of a stage's columns (sl_preact, then their
+        lateral and stage weights: sl_extra_preact), then the cell (sl_cell: activations,
+        c', tanh c', h'), each a vector loop."""
+        cdef Py_ssize_t i, j, z, lo, hi, run
+        cdef Py_ssize_t n = self.n, m = self.m, nl = self.LP.shape[0], ns = self.SP.shape[0]
+        cdef double r, d, y_mean, y_sd, acc
         cdef bint ok = True
-        cdef bint extra = self.stages or self.LP.shape[0] > 0
+        cdef bint extra = self.stages or nl > 0
         cdef const double* row
         cdef const double* xn = &self.xn[0] if m else NULL
         for j in range(m):
@@ -647,15 +652,11 @@ cdef class ColumnarKernel:
             else:
                 sl_preact(lo, hi, self.K, self.rs, &self.P[0, 0, 0], xn, &self.h[0],
                           &self.gates[0, 0], self.gw)
-            for i in range(lo, hi if extra else lo):  # lateral and stage weights
-                first = self.st_ptr[i]
-                for z in range(4):
-                    pre = self.gates[z, i]
-                    for k in range(self.lat_ptr[i], self.lat_ptr[i + 1]):
-                        pre = pre + self.LP[k, z] * self.h[self.lat_src[k]]
-                    for k in range(first, self.st_ptr[i + 1]):
-                        pre = pre + self.SP[k, z] * self.hn[k - first]
-                    self.gates[z, i] = pre
+            if extra:  # lateral and stage weights
+                sl_extra_preact(lo, hi, &self.lat_ptr[0], &self.lat_src[0] if nl else NULL,
+                                &self.LP[0, 0] if nl else NULL, &self.h[0], &self.st_ptr[0],
+                                &self.SP[0, 0] if ns else NULL, &self.hn[0], &self.gates[0, 0],
+                                self.gw)
             if not sl_cell(lo, hi if hi < n else self.gw, &self.gates[0, 0], self.gw,
                            &self.mode_pad[0], &self.c_pad[0], &self.c_new[0], &self.tanh_c[0],
                            &self.h_new[0], self.limit):

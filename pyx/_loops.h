@@ -152,14 +152,41 @@ SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const
 }
 
 /* Direct-input terms of a column's lateral or stage weights: entry e = 4 j + z has gate z
-   and input d[j]; kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. */
+   and input d[j]; kcd[e] = Kc[z] d[j], khd[e] = Kh[z] d[j]. The four gates of an input are
+   one 4-lane vector (GCC had vectorised across inputs, with a shuffle per product). */
 SL_CLONES static void sl_direct(ptrdiff_t count, sl_cptr d, const double *Kc, const double *Kh,
                                 sl_ptr kcd, sl_ptr khd) {
+    sl_quad_d kc = {Kc[0], Kc[1], Kc[2], Kc[3]}, kh = {Kh[0], Kh[1], Kh[2], Kh[3]};
     for (ptrdiff_t j = 0; j < count; j++) {
-        for (int z = 0; z < 4; z++) {
-            kcd[4 * j + z] = Kc[z] * d[j];
-            khd[4 * j + z] = Kh[z] * d[j];
+        sl_quad_d c = kc * d[j], h = kh * d[j];
+        memcpy(kcd + 4 * j, &c, sizeof c);
+        memcpy(khd + 4 * j, &h, sizeof h);
+    }
+}
+
+/* The lateral and stage terms of the pre-activations of columns lo .. hi - 1, added to the
+   gate rows (stride gs): column i's lateral weights (rows lat_ptr[i] .. lat_ptr[i + 1] of
+   LP, (count, 4): gate innermost) on h(t-1) of their sources lat_src, then its stage weights
+   (rows st_ptr[i] .. st_ptr[i + 1] of SP) on hn, the earlier stages' states, in order. The
+   four gates' sums are one 4-lane vector and each adds in input order, as one scalar sum per
+   gate did (four gathers of each source's state instead of one). */
+SL_CLONES static void sl_extra_preact(ptrdiff_t lo, ptrdiff_t hi, const ptrdiff_t *lat_ptr,
+                                      const ptrdiff_t *lat_src, const double *LP,
+                                      const double *h, const ptrdiff_t *st_ptr,
+                                      const double *SP, const double *hn, double *gates,
+                                      ptrdiff_t gs) {
+    for (ptrdiff_t i = lo; i < hi; i++) {
+        sl_quad_d acc = {gates[i], gates[gs + i], gates[2 * gs + i], gates[3 * gs + i]}, w;
+        for (ptrdiff_t k = lat_ptr[i]; k < lat_ptr[i + 1]; k++) {
+            memcpy(&w, LP + 4 * k, sizeof w);
+            acc = acc + w * h[lat_src[k]];
         }
+        for (ptrdiff_t k = st_ptr[i]; k < st_ptr[i + 1]; k++) {
+            memcpy(&w, SP + 4 * k, sizeof w);
+            acc = acc + w * hn[k - st_ptr[i]];
+        }
+        for (int z = 0; z < 4; z++)
+            gates[z * gs + i] = acc[z];
     }
 }
 
