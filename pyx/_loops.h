@@ -207,7 +207,7 @@ static inline __attribute__((always_inline)) void sl_block_kind(
     /* vector loop */
 #pragma GCC ivdep
     for (ptrdiff_t k = 0; k < n; k++) {  /* restrict is lost when inlined: no overlap */
-        double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B);
+        double a = sl_trace(&th[k], &tc[k], kcd[k], khd[k], f, A, E, B, -1);
         if (kind == SL_SGD)
             p[k] += scale * a;
         else if (kind == SL_RMS)

@@ -8,12 +8,19 @@ typedef const SL_REAL *__restrict__ SL_F(sl_crptr);
 
 /* ---- one parameter: the trace recursion and the optimisers' steps ---------------------- */
 
-/* TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, in place; returns TH'. */
+/* TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, in place; returns TH'. A constant
+   gate (0 .. 3, or -1 for a mix of gates) drops the term that is 0 for it: an own parameter
+   of the output gate has Kc[o] = 0 (kcd = 0), one of another gate Kh = 0 (khd = 0); the
+   sums round alike, and the update loops do two fewer operations per parameter. */
 static inline SL_REAL SL_F(sl_trace)(SL_REAL *th, SL_REAL *tc, SL_REAL kcd, SL_REAL khd,
-                                     SL_REAL f, SL_REAL A, SL_REAL E, SL_REAL B) {
+                                     SL_REAL f, SL_REAL A, SL_REAL E, SL_REAL B, int gate) {
     SL_REAL a = *th;
-    SL_REAL c = f * *tc + A * a + kcd;
-    a = B * c + E * a + khd;
+    SL_REAL c = f * *tc + A * a;
+    if (gate != 2)
+        c = c + kcd;
+    a = B * c + E * a;
+    if (gate < 0 || gate == 2)
+        a = a + khd;
     *tc = c;
     *th = a;
     return a;
@@ -65,15 +72,15 @@ typedef struct {
     SL_REAL delta, alpha, beta, eps, ge, ha;
 } SL_F(sl_own_rule);
 
-/* Rows (z, k) .. (z, k + R - 1) of nl columns (row r at offset r * stride), which share the
-   lanes' factors: the direct input of row r is d[l] (R = 1) or, if d is NULL, d0[r] for all
-   lanes. Up to SL_ROWS rows per pass load each factor once for all of them. The rows never
+/* Rows (z, k) .. (z, k + R - 1) of nl columns (row r at offset r * stride; gate: z, or -1
+   if any), which share the lanes' factors: the direct input of row r is d[l] (R = 1) or, if
+   d is NULL, d0[r] for all lanes. Up to SL_ROWS rows per pass load each factor once for all of them. The rows never
    overlap; GCC loses the restrict qualifiers when it inlines this into sl_own, so `ivdep`
    tells it (else it gives up on too many run-time alias checks). */
 #define SL_ROWS 4
 static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
-        ptrdiff_t nl, int R, ptrdiff_t stride, int kind, int sgd, int learn, SL_F(sl_rptr) p,
-        SL_F(sl_rptr) th, SL_F(sl_rptr) tc, SL_F(sl_rptr) v, SL_F(sl_rptr) aux,
+        ptrdiff_t nl, int R, int gate, ptrdiff_t stride, int kind, int sgd, int learn,
+        SL_F(sl_rptr) p, SL_F(sl_rptr) th, SL_F(sl_rptr) tc, SL_F(sl_rptr) v, SL_F(sl_rptr) aux,
         SL_F(sl_crptr) Kc, SL_F(sl_crptr) Kh, SL_F(sl_crptr) d, const SL_REAL *d0,
         SL_F(sl_crptr) f, SL_F(sl_crptr) A, SL_F(sl_crptr) E, SL_F(sl_crptr) B,
         SL_F(sl_crptr) w, SL_F(sl_crptr) h, const SL_F(sl_own_rule) *r) {
@@ -87,7 +94,8 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
         for (int q = 0; q < R; q++) {
             ptrdiff_t at = q * stride + l;
             SL_REAL dd = d ? d[l] : d0[q];
-            SL_REAL a = SL_F(sl_trace)(&th[at], &tc[at], kc * dd, kh * dd, fl, al, el, bl);
+            SL_REAL a = SL_F(sl_trace)(&th[at], &tc[at], kc * dd, kh * dd, fl, al, el, bl,
+                                       gate);
             if (kind == SL_SGD)
                 p[at] += scale * wl * a;
             else if (kind == SL_RMS)
@@ -102,40 +110,51 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
     }
 }
 
-/* Every row of nl columns starting at column o (pointers at column 0 of row (0, 0)): the
-   features SL_ROWS rows at a time, then the self-recurrent weight (input h(t-1) of the
-   column itself) and the bias (input 1). */
+/* The rows of gate z (a constant) of nl columns starting at column o (pointers at column 0
+   of row (0, 0)): the features SL_ROWS rows at a time, then the self-recurrent weight (input
+   h(t-1) of the column itself) and the bias (input 1). */
+static inline __attribute__((always_inline)) void SL_F(sl_own_gate)(
+        ptrdiff_t nl, int z, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride,
+        SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
+        const SL_F(sl_own_rule) *r, ptrdiff_t o) {
+    SL_REAL d0[SL_ROWS] = {0};
+    const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
+    const SL_REAL *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;
+    const SL_REAL *w = r->w + o, *h = r->h + o;
+    for (ptrdiff_t k = 0; k < K; ) {
+        ptrdiff_t at = (z * K + k) * stride + o;
+        SL_REAL *aux = AUX ? AUX + at : NULL;
+        if (k + SL_ROWS <= K - 2) {  /* SL_ROWS features */
+            for (int q = 0; q < SL_ROWS; q++)
+                d0[q] = (SL_REAL)xn[k + q];
+            SL_F(sl_own_rows)(nl, SL_ROWS, z, stride, kind, sgd, learn, P + at, TH + at,
+                              TC + at, V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+            k += SL_ROWS;
+        } else if (k == K - 2) {  /* the self-recurrent weight */
+            SL_F(sl_own_rows)(nl, 1, z, stride, kind, sgd, learn, P + at, TH + at, TC + at,
+                              V + at, aux, Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
+            k += 1;
+        } else {  /* one of the last features, or the bias */
+            d0[0] = k < K - 2 ? (SL_REAL)xn[k] : 1;
+            SL_F(sl_own_rows)(nl, 1, z, stride, kind, sgd, learn, P + at, TH + at, TC + at,
+                              V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
+            k += 1;
+        }
+    }
+}
+
+/* The four gates' rows of nl columns starting at column o, each gate a constant. */
 static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
         ptrdiff_t nl, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride, SL_REAL *P,
         SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
         const SL_F(sl_own_rule) *r, ptrdiff_t o) {
-    SL_REAL d0[SL_ROWS] = {0};
-    for (int z = 0; z < 4; z++) {
-        const SL_REAL *Kc = r->Kc[z] + o, *Kh = r->Kh[z] + o;
-        const SL_REAL *f = r->f + o, *A = r->A + o, *E = r->E + o, *B = r->B + o;
-        const SL_REAL *w = r->w + o, *h = r->h + o;
-        ptrdiff_t k = 0;
-        for (; k < K; ) {
-            ptrdiff_t at = (z * K + k) * stride + o;
-            SL_REAL *aux = AUX ? AUX + at : NULL;
-            if (k + SL_ROWS <= K - 2) {  /* SL_ROWS features */
-                for (int q = 0; q < SL_ROWS; q++)
-                    d0[q] = (SL_REAL)xn[k + q];
-                SL_F(sl_own_rows)(nl, SL_ROWS, stride, kind, sgd, learn, P + at, TH + at,
-                                  TC + at, V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
-                k += SL_ROWS;
-            } else if (k == K - 2) {  /* the self-recurrent weight */
-                SL_F(sl_own_rows)(nl, 1, stride, kind, sgd, learn, P + at, TH + at, TC + at,
-                                  V + at, aux, Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
-                k += 1;
-            } else {  /* one of the last features, or the bias */
-                d0[0] = k < K - 2 ? (SL_REAL)xn[k] : 1;
-                SL_F(sl_own_rows)(nl, 1, stride, kind, sgd, learn, P + at, TH + at, TC + at,
-                                  V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
-                k += 1;
-            }
-        }
-    }
+#define SL_GATE(z) SL_F(sl_own_gate)(nl, z, kind, sgd, learn, K, stride, P, TH, TC, V, AUX, \
+                                     xn, r, o)
+    SL_GATE(0);
+    SL_GATE(1);
+    SL_GATE(2);
+    SL_GATE(3);
+#undef SL_GATE
 }
 
 static inline __attribute__((always_inline)) void SL_F(sl_own_kind)(
