@@ -204,19 +204,19 @@ SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
             for (ptrdiff_t k = 0; k < K - 2; k++) {
                 memcpy(&r0, Pz + k * stride + i0, sizeof r0);
                 memcpy(&r1, Pz + k * stride + i0 + 4, sizeof r1);
-                acc0 += __builtin_convertvector(r0, sl_quad_d) * x[k];
-                acc1 += __builtin_convertvector(r1, sl_quad_d) * x[k];
+                acc0 += SL_WIDEN(r0) * x[k];
+                acc1 += SL_WIDEN(r1) * x[k];
             }
             memcpy(&h0, h + i0, sizeof h0);
             memcpy(&h1, h + i0 + 4, sizeof h1);
             memcpy(&r0, u + i0, sizeof r0);
             memcpy(&r1, u + i0 + 4, sizeof r1);
-            acc0 = acc0 + __builtin_convertvector(r0, sl_quad_d) * h0;
-            acc1 = acc1 + __builtin_convertvector(r1, sl_quad_d) * h1;
+            acc0 = acc0 + SL_WIDEN(r0) * h0;
+            acc1 = acc1 + SL_WIDEN(r1) * h1;
             memcpy(&r0, b + i0, sizeof r0);
             memcpy(&r1, b + i0 + 4, sizeof r1);
-            acc0 = acc0 + __builtin_convertvector(r0, sl_quad_d);
-            acc1 = acc1 + __builtin_convertvector(r1, sl_quad_d);
+            acc0 = acc0 + SL_WIDEN(r0);
+            acc1 = acc1 + SL_WIDEN(r1);
             memcpy(o + i0, &acc0, sizeof acc0);
             memcpy(o + i0 + 4, &acc1, sizeof acc1);
         }
