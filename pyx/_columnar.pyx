@@ -254,6 +254,8 @@ cdef extern from "_loops.h" nogil:
                    double rms_step, double ha, double gl, double head_step, double limit)
     void sl_head(Py_ssize_t n, const Py_ssize_t* mode, double* w, double* vw, const double* e,
                  double delta, double alpha, double beta, double eps, int sgd)
+    void sl_state_stats(Py_ssize_t n, const Py_ssize_t* mode, const double* h, double r,
+                        double* mean, double* var)
     void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
                    double* kcd, double* khd)
     void sl_extra_preact(Py_ssize_t lo, Py_ssize_t hi, const Py_ssize_t* lat_ptr,
@@ -830,12 +832,8 @@ cdef class ColumnarKernel:
                 self.x_mean[k] = self.new_mean[k]
                 self.x_var[k] = self.new_var[k]
                 self.x_count[k] += 1.0
-            for i in range(n):  # statistics of frozen columns are frozen too
-                if self.mode[i] == LEARNING:
-                    r = 1.0 - self.decay
-                    d = self.h_new[i] - self.hs_mean[i]
-                    self.hs_mean[i] += r * d
-                    self.hs_var[i] = (1.0 - r) * (self.hs_var[i] + r * d * d)
+            sl_state_stats(n, &self.mode[0], &self.h_new[0], 1.0 - self.decay,
+                           &self.hs_mean[0], &self.hs_var[0])  # frozen columns keep theirs
         if self.normalize_target and learn:
             r = _rate(self.scalars[S_Y_COUNT], self.decay)
             d = y - self.scalars[S_Y_MEAN]

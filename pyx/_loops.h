@@ -373,6 +373,22 @@ SL_CLONES static void sl_head(ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_p
         sl_head_rule(n, mode, w, vw, e, delta, alpha, beta, eps, 0);
 }
 
+/* The running statistics of the learning columns' states (mode 2; the others keep theirs,
+   frozen with their stage): with d = h - mean, mean' = mean + r d and
+   var' = (1 - r) (var + r d^2), r = 1 - decay. A C loop with selects: the same loop in
+   Cython ran scalar, 3-4% of a 1,024-column float32 step. */
+SL_CLONES static void sl_state_stats(ptrdiff_t n, const ptrdiff_t *mode, sl_cptr h, double r,
+                                     sl_ptr mean, sl_ptr var) {
+    /* vector loop */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        int on = mode[i] == SL_MODE_LEARNING;
+        double d = h[i] - mean[i];
+        double m = mean[i] + r * d, v = (1.0 - r) * (var[i] + r * d * d);
+        mean[i] = sl_select(on, m, mean[i]);
+        var[i] = sl_select(on, v, var[i]);
+    }
+}
+
 /* ---- activations, vectorisable (the forward step applies them to whole blocks) ---------- */
 
 /* c[0] + c[1] r + ... + c[11] r^11 by Estrin's scheme: pairs, then r^2, r^4 and r^8 combine
