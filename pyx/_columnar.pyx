@@ -917,9 +917,14 @@ cdef class ColumnarKernel:
         for z in range(N_COEF):
             rows[z] = &self.coef[z, 0]
         rows[F_F], rows[F_W], rows[F_H], rows[F_HPREV] = r.f, r.w, r.h, r.hprev
+        # rows the own loops never read (Kc[o] = Kh[i] = Kh[f] = Kh[g] = 0): not copied, their
+        # copies stay zero
+        rows[C_KC + GATE_O] = rows[C_KH + GATE_I] = rows[C_KH + GATE_F] = NULL
+        rows[C_KH + GATE_G] = NULL
         if not self.f32 and width > n:  # factors copied into padded rows
             for z in range(N_FAC):
-                memcpy(&self.fac64[z, 0], rows[z], n * sizeof(double))
+                if rows[z] != NULL:
+                    memcpy(&self.fac64[z, 0], rows[z], n * sizeof(double))
             sl_point(&r, &self.fac64[0, 0], width)
         if self.f32:
             sl_narrow(n, N_FAC, rows, &self.fac32[0, 0], width)

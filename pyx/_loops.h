@@ -148,13 +148,16 @@ enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
 #undef SL_SQRT
 
 /* dst[r * stride + i] = (float) src[r][i] for rows r < rows of n values (the factor rows
-   of a float32 step). */
+   of a float32 step); a row whose src is NULL keeps its values. */
 SL_CLONES static void sl_narrow(ptrdiff_t n, ptrdiff_t rows, const double *const *src,
                                 float *dst, ptrdiff_t stride) {
-    for (ptrdiff_t r = 0; r < rows; r++)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        if (!src[r])
+            continue;
         /* vector loop */
         for (ptrdiff_t i = 0; i < n; i++)
             dst[r * stride + i] = (float)src[r][i];
+    }
 }
 
 /* Direct-input terms of a column's lateral or stage weights: entry e = 4 j + z has gate z
