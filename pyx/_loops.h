@@ -88,6 +88,8 @@ static inline double sl_select(int take, double a, double b) {
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
 /* A column's mode: not added yet, frozen (an earlier stage), learning. */
 enum { SL_MODE_INACTIVE = 0, SL_MODE_FROZEN = 1, SL_MODE_LEARNING = 2 };
+/* The gates, in the order of the gate rows: input, forget, output, candidate. */
+enum { SL_GATE_I = 0, SL_GATE_F = 1, SL_GATE_O = 2, SL_GATE_G = 3 };
 /* Rows of the factor array `coef` (N_COEF, n): Kc[4], Kh[4], A, E, B; a copy of the
    factors (N_FAC rows, padded) adds the forget gate, w, h(t) and h(t-1). */
 enum { SL_C_KC = 0, SL_C_KH = 4, SL_C_A = 8, SL_C_E = 9, SL_C_B = 10, SL_N_COEF = 11 };

@@ -9,17 +9,18 @@ typedef const SL_REAL *__restrict__ SL_F(sl_crptr);
 /* ---- one parameter: the trace recursion and the optimisers' steps ---------------------- */
 
 /* TC' = f TC + A TH + kcd, TH' = B TC' + E TH + khd, in place; returns TH'. A constant
-   gate (0 .. 3, or -1 for a mix of gates) drops the term that is 0 for it: an own parameter
-   of the output gate has Kc[o] = 0 (kcd = 0), one of another gate Kh = 0 (khd = 0); the
-   sums round alike, and the update loops do two fewer operations per parameter. */
+   gate (SL_GATE_I .. SL_GATE_G, or -1 for a mix of gates) drops the term that is 0 for it:
+   an own parameter of the output gate has Kc[o] = 0 (kcd = 0), one of another gate Kh = 0
+   (khd = 0); the sums round alike, and the update loops do two fewer operations per
+   parameter. */
 static inline SL_REAL SL_F(sl_trace)(SL_REAL *th, SL_REAL *tc, SL_REAL kcd, SL_REAL khd,
                                      SL_REAL f, SL_REAL A, SL_REAL E, SL_REAL B, int gate) {
     SL_REAL a = *th;
     SL_REAL c = f * *tc + A * a;
-    if (gate != 2)
+    if (gate != SL_GATE_O)
         c = c + kcd;
     a = B * c + E * a;
-    if (gate < 0 || gate == 2)
+    if (gate < 0 || gate == SL_GATE_O)
         a = a + khd;
     *tc = c;
     *th = a;
@@ -74,9 +75,9 @@ typedef struct {
 
 /* Rows (z, k) .. (z, k + R - 1) of nl columns (row r at offset r * stride; gate: z, or -1
    if any), which share the lanes' factors: the direct input of row r is d[l] (R = 1) or, if
-   d is NULL, d0[r] for all lanes. Up to SL_ROWS rows per pass load each factor once for all of them. The rows never
-   overlap; GCC loses the restrict qualifiers when it inlines this into sl_own, so `ivdep`
-   tells it (else it gives up on too many run-time alias checks). */
+   d is NULL, d0[r] for all lanes. Up to SL_ROWS rows per pass load each factor once for all
+   of them. The rows never overlap; GCC loses the restrict qualifiers when it inlines this
+   into sl_own, so `ivdep` tells it (else it gives up on too many run-time alias checks). */
 #define SL_ROWS 4
 static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
         ptrdiff_t nl, int R, int gate, ptrdiff_t stride, int kind, int sgd, int learn,
@@ -150,10 +151,10 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_lanes)(
         const SL_F(sl_own_rule) *r, ptrdiff_t o) {
 #define SL_GATE(z) SL_F(sl_own_gate)(nl, z, kind, sgd, learn, K, stride, P, TH, TC, V, AUX, \
                                      xn, r, o)
-    SL_GATE(0);
-    SL_GATE(1);
-    SL_GATE(2);
-    SL_GATE(3);
+    SL_GATE(SL_GATE_I);
+    SL_GATE(SL_GATE_F);
+    SL_GATE(SL_GATE_O);
+    SL_GATE(SL_GATE_G);
 #undef SL_GATE
 }
 
