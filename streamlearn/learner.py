@@ -92,6 +92,8 @@ class ColumnarLearner(LearnerCore):
         the next learn_one: a predict_one alone registers nothing."""
         if not isinstance(x, dict):
             raise TypeError(f"x must be a dict of feature values, got {type(x).__name__}")
+        if type(x) is not dict:  # the kernel reads exact dicts (OrderedDict, subclasses)
+            x = dict(x)
         net = self._net
         # an empty network knows no feature: its kernel would only report that
         y_pred = net.kernel.forward_dict(x, net.index) if net.index or not x else None

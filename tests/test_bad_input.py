@@ -1,5 +1,6 @@
 """Bad input raises a clear error and leaves the learner byte-for-byte unchanged."""
 
+import collections
 import math
 
 import numpy as np
@@ -115,3 +116,19 @@ def test_cached_prediction_matches_an_uncached_step(trained):
     trained.learn_one(x, 1.0)
     other.learn_one({"a": 5.0, "brand_new": -1.0}, 1.0)
     assert trained.to_bytes() == other.to_bytes()
+
+
+class _Features(dict):
+    """A dict subclass, as River's own transformers or a user's code may pass."""
+
+
+@pytest.mark.parametrize("kind", [collections.OrderedDict, _Features])
+def test_dict_subclasses_step_like_plain_dicts(trained, kind):
+    other = ColumnarRegressor.from_bytes(trained.to_bytes())
+    steps = [({"a": 0.4, "b": -1.0}, 2.0), ({"b": 0.3, "a": 1.5}, -1.0),
+             ({"a": 0.1, "c": 2.0}, 0.5)]  # known features in either order, then a new one
+    for x, y in steps:
+        assert trained.predict_one(kind(x)) == other.predict_one(dict(x))
+        trained.learn_one(kind(x), y)
+        other.learn_one(dict(x), y)
+        assert trained.to_bytes() == other.to_bytes()
