@@ -50,8 +50,12 @@ static inline void sl_restore_fp(unsigned mode) { (void)mode; }
 
 typedef double *__restrict__ sl_ptr;
 typedef const double *__restrict__ sl_cptr;
-/* sl_preact sums blocks of SL_PRE_LANES columns as two GCC vectors of 4 doubles */
+/* sl_preact sums blocks of SL_PRE_LANES columns as two GCC vectors of 4 doubles; it
+   prefetches SL_PRE_AHEAD bytes ahead in each row when it reads more than SL_PRE_CACHED
+   bytes of parameters (beyond a core's L2 cache) */
 #define SL_PRE_LANES 8
+#define SL_PRE_AHEAD 512
+#define SL_PRE_CACHED (2u << 20)
 typedef double sl_quad_d __attribute__((vector_size(4 * sizeof(double))));
 /* A 4-lane vector (float or double) in double, lane by lane: one vcvtps2pd for float with
    AVX. GCC 12 turns __builtin_convertvector(v, sl_quad_d) of floats into two 2-lane
