@@ -74,10 +74,11 @@ typedef struct {
 } SL_F(sl_own_rule);
 
 /* Rows (z, k) .. (z, k + R - 1) of nl columns (row r at offset r * stride; gate: z, or -1
-   if any), which share the lanes' factors: the direct input of row r is d[l] (R = 1) or, if
-   d is NULL, d0[r] for all lanes. Up to SL_ROWS rows per pass load each factor once for all
-   of them. The rows never overlap; GCC loses the restrict qualifiers when it inlines this
-   into sl_own, so `ivdep` tells it (else it gives up on too many run-time alias checks). */
+   if any), which share the lanes' factors: the direct input of row 0 is d[l] if d is given,
+   that of any other row r d0[r] for all lanes. Up to SL_ROWS rows per pass load each factor
+   once for all of them. The rows never overlap; GCC loses the restrict qualifiers when it
+   inlines this into sl_own, so `ivdep` tells it (else it gives up on too many run-time alias
+   checks). */
 #define SL_ROWS 4
 static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
         ptrdiff_t nl, int R, int gate, ptrdiff_t stride, int kind, int sgd, int learn,
@@ -94,7 +95,7 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
         SL_REAL wl = w[l], hl = h[l];
         for (int q = 0; q < R; q++) {
             ptrdiff_t at = q * stride + l;
-            SL_REAL dd = d ? d[l] : d0[q];
+            SL_REAL dd = d && q == 0 ? d[l] : d0[q];
             SL_REAL a = SL_F(sl_trace)(&th[at], &tc[at], kc * dd, kh * dd, fl, al, el, bl,
                                        gate);
             if (kind == SL_SGD)
@@ -113,7 +114,9 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
 
 /* The rows of gate z (a constant) of nl columns starting at column o (pointers at column 0
    of row (0, 0)): the features SL_ROWS rows at a time, then the self-recurrent weight (input
-   h(t-1) of the column itself) and the bias (input 1). */
+   h(t-1) of the column itself) and the bias (input 1) in one pass. That pass instead of two
+   single rows: the own update of 1,024 columns 0.442 -> 0.428 ns per parameter, of 128
+   columns 0.39 -> 0.37 (C driver, Zen 5, three alternating runs). */
 static inline __attribute__((always_inline)) void SL_F(sl_own_gate)(
         ptrdiff_t nl, int z, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride,
         SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
@@ -131,12 +134,13 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_gate)(
             SL_F(sl_own_rows)(nl, SL_ROWS, z, stride, kind, sgd, learn, P + at, TH + at,
                               TC + at, V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
             k += SL_ROWS;
-        } else if (k == K - 2) {  /* the self-recurrent weight */
-            SL_F(sl_own_rows)(nl, 1, z, stride, kind, sgd, learn, P + at, TH + at, TC + at,
+        } else if (k == K - 2) {  /* the self-recurrent weight and the bias */
+            d0[1] = 1;
+            SL_F(sl_own_rows)(nl, 2, z, stride, kind, sgd, learn, P + at, TH + at, TC + at,
                               V + at, aux, Kc, Kh, r->hprev + o, d0, f, A, E, B, w, h, r);
-            k += 1;
-        } else {  /* one of the last features, or the bias */
-            d0[0] = k < K - 2 ? (SL_REAL)xn[k] : 1;
+            k += 2;
+        } else {  /* one of the last features */
+            d0[0] = (SL_REAL)xn[k];
             SL_F(sl_own_rows)(nl, 1, z, stride, kind, sgd, learn, P + at, TH + at, TC + at,
                               V + at, aux, Kc, Kh, NULL, d0, f, A, E, B, w, h, r);
             k += 1;
