@@ -24,8 +24,16 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(STREAMLEARN_NO_CLONES)
 #define SL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* true in the AVX2 and AVX-512 clones: the loader runs one of them exactly when the CPU has
+   x86-64-v3 */
+#define SL_AVX_CODE() __builtin_cpu_supports("x86-64-v3")
 #else
 #define SL_CLONES
+#if defined(__AVX__)
+#define SL_AVX_CODE() 1
+#else
+#define SL_AVX_CODE() 0
+#endif
 #endif
 
 /* Subnormals: a trace whose column forgets (f near 0) decays geometrically into the
@@ -50,13 +58,15 @@ static inline void sl_restore_fp(unsigned mode) { (void)mode; }
 
 typedef double *__restrict__ sl_ptr;
 typedef const double *__restrict__ sl_cptr;
-/* sl_preact sums blocks of SL_PRE_LANES columns as two GCC vectors of 4 doubles; it
-   prefetches SL_PRE_AHEAD bytes ahead in each row when it reads more than SL_PRE_CACHED
-   bytes of parameters (beyond a core's L2 cache) */
+/* sl_preact sums blocks of SL_PRE_LANES columns as two GCC vectors of 4 doubles (four of 2
+   in code without AVX); it prefetches SL_PRE_AHEAD bytes ahead in each row when it reads
+   more than SL_PRE_CACHED bytes of parameters (beyond a core's L2 cache) */
 #define SL_PRE_LANES 8
 #define SL_PRE_AHEAD 512
 #define SL_PRE_CACHED (2u << 20)
 typedef double sl_quad_d __attribute__((vector_size(4 * sizeof(double))));
+typedef double sl_pair_d __attribute__((vector_size(2 * sizeof(double))));
+#define SL_WIDEN2(v) ((sl_pair_d){(double)(v)[0], (double)(v)[1]})
 /* A 4-lane vector (float or double) in double, lane by lane: one vcvtps2pd for float with
    AVX. GCC 12 turns __builtin_convertvector(v, sl_quad_d) of floats into two 2-lane
    conversions joined through the stack, and the float32 pre-activations of 1,024 columns

@@ -195,16 +195,46 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
    order, so they round alike. One 8-lane vector did as well with AVX-512, but AVX2 code
    moved it through the stack in halves (35 ns per column of 40 parameters on a Zen 3 core).
    A block reads K rows 64 bytes at a time, more streams than the hardware prefetcher keeps
-   ahead of: `ahead` (a constant per instance) prefetches each row SL_PRE_AHEAD bytes on. */
+   ahead of: `ahead` (a constant per instance) prefetches each row SL_PRE_AHEAD bytes on.
+   Code without AVX (`wide` 0: the baseline clone) keeps a 4-lane vector of doubles in
+   memory, not in registers, and sums in four 2-lane vectors instead, which AVX code runs
+   slower (float32 twice as long): with a run-time K, 1,024 columns took 3.3 us that way
+   against 39.9 us (C driver, baseline x86-64 code). */
 typedef SL_REAL SL_F(sl_quad) __attribute__((vector_size(4 * sizeof(SL_REAL))));
+typedef SL_REAL SL_F(sl_pair) __attribute__((vector_size(2 * sizeof(SL_REAL))));
+static inline __attribute__((always_inline)) void SL_F(sl_preact_pairs)(
+        const SL_REAL *row, ptrdiff_t K, ptrdiff_t stride, const SL_REAL *u, const SL_REAL *b,
+        const double *x, const double *h, double *o, int ahead) {
+    sl_pair_d acc[SL_PRE_LANES / 2] = {{0}}, hv;
+    SL_F(sl_pair) rv;
+    for (ptrdiff_t k = 0; k < K - 2; k++, row += stride) {
+        if (ahead)
+            __builtin_prefetch((const char *)row + SL_PRE_AHEAD);
+        for (int j = 0; j < SL_PRE_LANES / 2; j++) {
+            memcpy(&rv, row + 2 * j, sizeof rv);
+            acc[j] += SL_WIDEN2(rv) * x[k];
+        }
+    }
+    for (int j = 0; j < SL_PRE_LANES / 2; j++) {
+        memcpy(&hv, h + 2 * j, sizeof hv);
+        memcpy(&rv, u + 2 * j, sizeof rv);
+        acc[j] = acc[j] + SL_WIDEN2(rv) * hv;
+        memcpy(&rv, b + 2 * j, sizeof rv);
+        acc[j] = acc[j] + SL_WIDEN2(rv);
+        memcpy(o + 2 * j, &acc[j], sizeof acc[j]);
+    }
+}
 static inline __attribute__((always_inline)) void SL_F(sl_preact_rows)(
         ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrdiff_t stride, const SL_REAL *P,
-        const double *x, const double *h, double *out, ptrdiff_t gs, int ahead) {
+        const double *x, const double *h, double *out, ptrdiff_t gs, int ahead, int wide) {
     for (int z = 0; z < 4; z++) {
         const SL_REAL *Pz = P + z * K * stride;
         const SL_REAL *u = Pz + (K - 2) * stride, *b = Pz + (K - 1) * stride;
         double *o = out + z * gs;
         ptrdiff_t i0 = lo;
+        for (; !wide && i0 + SL_PRE_LANES <= hi; i0 += SL_PRE_LANES)
+            SL_F(sl_preact_pairs)(Pz + i0, K, stride, u + i0, b + i0, x, h + i0, o + i0,
+                                  ahead);
         for (; i0 + SL_PRE_LANES <= hi; i0 += SL_PRE_LANES) {
             sl_quad_d acc0 = {0}, acc1 = {0}, h0, h1;
             SL_F(sl_quad) r0, r1;
@@ -253,10 +283,13 @@ static inline __attribute__((always_inline)) void SL_F(sl_preact_rows)(
 SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
                                       ptrdiff_t stride, const SL_REAL *P, const double *x,
                                       const double *h, double *out, ptrdiff_t gs) {
-    if ((size_t)(4 * K * (hi - lo)) * sizeof(SL_REAL) > SL_PRE_CACHED)
-        SL_F(sl_preact_rows)(lo, hi, K, stride, P, x, h, out, gs, 1);
+    int ahead = (size_t)(4 * K * (hi - lo)) * sizeof(SL_REAL) > SL_PRE_CACHED;
+    if (!SL_AVX_CODE())
+        SL_F(sl_preact_rows)(lo, hi, K, stride, P, x, h, out, gs, ahead, 0);
+    else if (ahead)
+        SL_F(sl_preact_rows)(lo, hi, K, stride, P, x, h, out, gs, 1, 1);
     else
-        SL_F(sl_preact_rows)(lo, hi, K, stride, P, x, h, out, gs, 0);
+        SL_F(sl_preact_rows)(lo, hi, K, stride, P, x, h, out, gs, 0, 1);
 }
 
 /* The trace-recursion factors of columns lo .. hi - 1 (PAPER.md section 3), rows of `coef`
