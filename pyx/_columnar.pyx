@@ -18,7 +18,8 @@ Layout (every array is owned by Python, the kernel only views it):
 * ``h``, ``c``, ``w``, ``vw``, ``ew``: ``(n,)`` column states, head weights, their second
   moment and (TD) their eligibility.
 * ``scalars``: see ``S_*`` below (head bias, moments, target statistics, TD bookkeeping).
-* ``x_mean``, ``x_var``, ``x_count``: ``(m,)`` input normalisation statistics.
+* ``x_mean``, ``x_var``, ``x_count``, ``x_clipped``: ``(m,)`` input normalisation statistics
+  and how many values of each input were clipped (:func:`_standardise`).
 * Lateral connections (sparse, CSR by receiving column): ``lat_ptr`` ``(n + 1,)`` and
   ``lat_src`` ``(nnz,)``; column i reads h_j(t-1) for j in ``lat_src[lat_ptr[i]:lat_ptr[i+1]]``
   with weights ``LP`` ``(nnz, 4)`` (traces ``LTH``, ``LTC``, second moment ``LV``). The trace
@@ -42,7 +43,7 @@ has to be undone.
 from libc.math cimport fabs, isfinite, sqrt
 from libc.string cimport memcpy, memset
 
-from _values cimport to_finite
+from _values cimport MAX_VALUE, to_finite
 
 
 cdef extern from "Python.h":
@@ -82,7 +83,8 @@ cdef enum:
     S_V_PREV = 5       # TD: V(S_t) of the previous step
     S_HAS_PREV = 6     # TD: 1 when S_V_PREV is set (0 at the start of an episode)
     S_BIAS_E = 7       # TD: eligibility of the head bias
-    N_SCALARS = 8
+    S_Y_CLIPPED = 8    # targets clipped by _standardise
+    N_SCALARS = 9
 
 OPTIMIZERS = ("sgd", "rmsprop")
 cdef enum:
@@ -99,6 +101,12 @@ cdef enum:
 cdef double LIMIT = 1e150
 # The same for float32 parameters: squares of it (gradients in RMSProp) stay finite in float.
 cdef double LIMIT_F32 = 1e18
+# for the checks of a loaded state (streamlearn.network)
+VALUE_LIMIT = LIMIT
+VALUE_LIMIT_F32 = LIMIT_F32
+# Values of an input (or the target) seen before it is clipped (_standardise): statistics of
+# fewer values say too little about what an outlier is.
+cdef double CLIP_AFTER = 10.0
 # Commits between exact rescans of the per-column maxima (in between, each commit's bounds
 # stand in for them: they are upper bounds, so the overflow check stays safe).
 cdef Py_ssize_t REFRESH_EVERY = 64
@@ -120,6 +128,37 @@ cdef inline double _std(double var, double floor) noexcept nogil:
 
 cdef inline double _max(double a, double b) noexcept nogil:
     return a if a > b else b
+
+
+cdef inline double _standardise(double x, double mean, double var, double count, double decay,
+                                double floor, double* new_mean, double* new_var,
+                                double* taken) noexcept nogil:
+    """Running statistics updated with x (into new_mean, new_var) and x standardised by them;
+    ``taken`` is the value that entered them: x, or x clipped.
+
+    Robust to outliers: once CLIP_AFTER values have been seen, x is clipped to
+    mean +- sd / sqrt(r), r the update rate (_rate), before it enters the statistics; so one
+    value moves the mean by at most sqrt(r) sd and at most doubles the variance, where an
+    unclipped outlier would inflate the variance for the 1/r steps it is remembered and
+    silence the input meanwhile. A sustained shift still gets through: the variance may
+    double per value. The standardised value is kept within +-1/sqrt(r), the bound that
+    clipping gives, in the first values too."""
+    cdef double r = _rate(count, decay)
+    cdef double d = x - mean
+    cdef double bound = _std(var, floor) / sqrt(r)
+    cdef double z
+    if count >= CLIP_AFTER and fabs(d) > bound:
+        d = bound if d > 0.0 else -bound
+        x = mean + d
+    taken[0] = x
+    new_mean[0] = mean + r * d
+    new_var[0] = (1.0 - r) * (var + r * d * d)
+    z = (x - new_mean[0]) / _std(new_var[0], floor)
+    return _clamp(z, 1.0 / sqrt(r))
+
+
+cdef inline double _clamp(double z, double bound) noexcept nogil:
+    return z if fabs(z) <= bound else (bound if z > 0.0 else -bound)
 
 
 def _own_rows(array, str name, dtype, bint per_column, Py_ssize_t stride):
@@ -329,9 +368,10 @@ cdef class ColumnarKernel:
     cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
     cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
     cdef Py_ssize_t[::1] run_end   # the forward step's runs of columns: one per stage
-    cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, hs_mean, hs_var
+    cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, x_clipped
+    cdef double[::1] hs_mean, hs_var
     # scratch of the pending forward step
-    cdef double[::1] xn, new_mean, new_var, hn
+    cdef double[::1] xn, new_mean, new_var, clipped, hn
     cdef double[:, ::1] gates      # (4, gw) activations, gate-major (contiguous per gate)
     cdef double[::1] h_new, c_new, tanh_c  # (gw,)
     cdef Py_ssize_t gw             # n rounded up to 8 lanes: sl_cell runs whole vectors
@@ -412,6 +452,7 @@ cdef class ColumnarKernel:
         self.x_mean = arrays["x_mean"]
         self.x_var = arrays["x_var"]
         self.x_count = arrays["x_count"]
+        self.x_clipped = arrays["x_clipped"]
         self.n = P.shape[0] if self.per_column else P.shape[2]
         self.stages = self.SP.shape[0] > 0
         self.K = P.shape[2] if self.per_column else P.shape[1]
@@ -440,6 +481,7 @@ cdef class ColumnarKernel:
         self.xn = np.zeros(self.m)
         self.new_mean = np.zeros(self.m)
         self.new_var = np.zeros(self.m)
+        self.clipped = np.zeros(self.m)  # 1.0 where _standardise clipped the input
         self.hn = np.zeros(self.n)
         # The cell runs whole vectors of 8 columns, the last one on padding lanes (INACTIVE,
         # c = 0) instead of a scalar loop (10 columns, run_rows: 1,130-1,133 -> 1,087-1,095
@@ -555,8 +597,8 @@ cdef class ColumnarKernel:
         for j in range(m):
             nxt[j] = 0.0
         for name, value in x.items():
-            if type(value) is float and isfinite(<double>value):  # to_finite's common case
-                v = <double>value
+            if type(value) is float and fabs(<double>value) <= MAX_VALUE:  # to_finite's common
+                v = <double>value                                          # case (NaN: False)
             else:
                 v = to_finite(name, value)
             key = keys[i] if i < m else None
@@ -626,18 +668,17 @@ cdef class ColumnarKernel:
         c', tanh c', h'), each a vector loop."""
         cdef Py_ssize_t i, j, z, lo, hi, run
         cdef Py_ssize_t n = self.n, m = self.m, nl = self.LP.shape[0], ns = self.SP.shape[0]
-        cdef double r, d, y_mean, y_sd, acc
+        cdef double taken, y_mean, y_sd, acc
         cdef bint ok = True
         cdef bint extra = self.stages or nl > 0
         cdef const double* row
         cdef const double* xn = &self.xn[0] if m else NULL
         for j in range(m):
             if self.normalize:
-                r = _rate(self.x_count[j], self.decay)
-                d = x[j] - self.x_mean[j]
-                self.new_mean[j] = self.x_mean[j] + r * d
-                self.new_var[j] = (1.0 - r) * (self.x_var[j] + r * d * d)
-                self.xn[j] = (x[j] - self.new_mean[j]) / _std(self.new_var[j], self.var_floor)
+                self.xn[j] = _standardise(x[j], self.x_mean[j], self.x_var[j], self.x_count[j],
+                                          self.decay, self.var_floor, &self.new_mean[j],
+                                          &self.new_var[j], &taken)
+                self.clipped[j] = taken != x[j]
             else:
                 self.xn[j] = x[j]
         lo = 0
@@ -687,9 +728,10 @@ cdef class ColumnarKernel:
         return ok
 
     cdef inline double _y_scale(self) noexcept nogil:
-        """Target standard deviation; 1 until two targets have been seen."""
+        """Target standard deviation; 0 until two targets have been seen (the prediction is
+        then their mean: one target has no scale)."""
         if self.scalars[S_Y_COUNT] < 2:
-            return 1.0
+            return 0.0
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
     def commit(self, double y, bint learn):
@@ -772,7 +814,8 @@ cdef class ColumnarKernel:
         or STATUS_DIVERGING (a bound exceeds LIMIT even with exact maxima), having changed
         nothing in the last two cases."""
         cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double delta = 0.0, y_sd = 1.0, r, d, alpha = self.step_size
+        cdef double delta = 0.0, y_mean = 0.0, y_var = 0.0, y_taken = y
+        cdef double alpha = self.step_size
         cdef double head_step = 0.0, ha = self.head_step_size, gl = self.gamma * self.lambda_
         cdef bint td = self.rule == RULE_TD
         cdef sl_own_rule rule
@@ -783,8 +826,7 @@ cdef class ColumnarKernel:
                 learn = False
         elif learn:
             if self.normalize_target:
-                y_sd = self._y_scale()
-                delta = (y - self.scalars[S_Y_MEAN]) / y_sd - self.y_hat_n
+                delta = self._target(y, &y_mean, &y_var, &y_taken) - self.y_hat_n
             else:
                 delta = y - self.y_hat_n
         delta_out[0] = delta
@@ -832,16 +874,32 @@ cdef class ColumnarKernel:
                 self.x_mean[k] = self.new_mean[k]
                 self.x_var[k] = self.new_var[k]
                 self.x_count[k] += 1.0
+                self.x_clipped[k] += self.clipped[k]
             sl_state_stats(n, &self.mode[0], &self.h_new[0], 1.0 - self.decay,
                            &self.hs_mean[0], &self.hs_var[0])  # frozen columns keep theirs
         if self.normalize_target and learn:
-            r = _rate(self.scalars[S_Y_COUNT], self.decay)
-            d = y - self.scalars[S_Y_MEAN]
-            self.scalars[S_Y_MEAN] += r * d
-            self.scalars[S_Y_VAR] = (1.0 - r) * (self.scalars[S_Y_VAR] + r * d * d)
+            self.scalars[S_Y_MEAN] = y_mean
+            self.scalars[S_Y_VAR] = y_var
             self.scalars[S_Y_COUNT] += 1.0
+            self.scalars[S_Y_CLIPPED] += y_taken != y
         self.learned = learn  # False for TD at an episode's first step
         return STATUS_OK
+
+    cdef inline double _target(self, double y, double* mean, double* var,
+                               double* taken) noexcept nogil:
+        """The target in the head's units, and the target statistics updated with it (into
+        mean, var; ``taken`` as in _standardise). From the third target on that is y
+        (clipped) standardised by the statistics the prediction used; before, by the
+        statistics that include it, so that the first errors are in standard units whatever
+        the target's scale (in raw units they swamped RMSProp's moments for thousands of
+        steps)."""
+        cdef double count = self.scalars[S_Y_COUNT]
+        cdef double z = _standardise(y, self.scalars[S_Y_MEAN], self.scalars[S_Y_VAR], count,
+                                     self.decay, self.var_floor, mean, var, taken)
+        if count < 2:
+            return z
+        z = (taken[0] - self.scalars[S_Y_MEAN]) / self._y_scale()
+        return _clamp(z, 1.0 / sqrt(_rate(count, self.decay)))
 
     cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
         """Bound, per learning column, everything the in-place update can write (into

@@ -1,12 +1,15 @@
 # cython: language_level=3
 """Validated conversion of River feature dicts into dense vectors, by feature name."""
-from _values cimport to_finite
+from _values cimport MAX_VALUE as _MAX_VALUE, to_finite
+
+# Largest magnitude of an accepted value (the service rejects larger ones as out_of_range).
+MAX_VALUE = _MAX_VALUE
 
 
 cpdef double as_finite(object name, object value) except? -1.0:
-    """``value`` as a C double; TypeError if it is not a real number, ValueError if not finite.
-
-    Bools count as 0/1 (River's convention). ``name`` only labels the error message.
+    """``value`` as a C double; TypeError if it is not a real number, ValueError if it is
+    not finite or beyond +-MAX_VALUE. Bools count as 0/1 (River's convention), numpy's too.
+    ``name`` only labels the error message.
     """
     return to_finite(name, value)
 

@@ -6,24 +6,32 @@ Source, pool, store, metrics and clock are arguments, so tests can inject them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
-from .events import Invalid, parse
+from .events import Invalid, Limits, parse
+from .sources import SourceError
 
 __all__ = ["Service"]
 
+log = logging.getLogger("streamlearn.service")
+
 LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
+# Seconds before a checkpoint that could not be written (a sink did not answer) is tried again.
+CHECKPOINT_RETRY_SECONDS = 1.0
 
 
 class Service:
     """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
     applied events, when idle for ``idle_seconds`` with unsaved progress, and at the end.
-    ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None."""
+    ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None.
+    ``limits`` bound each event (and the features a learner may grow to); a learner that
+    refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``)."""
 
     def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
                  dead_letters=None, checkpoint_every: int = 10_000, idle_seconds: float = 1.0,
-                 clock=time.monotonic):
+                 limits: Limits = Limits(), reset_after: int = 10, clock=time.monotonic):
         self.source = source
         self.pool = pool
         self.store = store
@@ -33,14 +41,19 @@ class Service:
         self.dead_letters = dead_letters
         self.checkpoint_every = checkpoint_every
         self.idle_seconds = idle_seconds
+        self.limits = limits
+        self.reset_after = reset_after
         self.clock = clock
         self._unacked: list = []
         self._since_checkpoint = 0
         self._last_activity = clock()
         self._last_lag = 0.0
+        self._retry_at = 0.0  # no checkpoint attempt before this (a failed one waits)
 
-    def run(self, stop) -> None:
-        """Until ``stop`` is set or a finite source ends; always ends with a checkpoint."""
+    def run(self, stop) -> bool:
+        """Until ``stop`` is set or a finite source ends; ends with a checkpoint. Returns
+        whether that last checkpoint was written (it is not when a sink does not answer:
+        the events since the previous one are then replayed by the next run)."""
         while not stop.is_set():
             batch = self.source.poll(timeout=0.2)
             if batch is None:
@@ -55,33 +68,43 @@ class Service:
                     self.checkpoint()
             if batch:
                 self._last_activity = now
-                for sink in self.predictions:
-                    sink.flush()
+                self._flush()
             if now - self._last_lag >= 1.0:
                 self._last_lag = now
                 for partition, lag in self.source.lag().items():
                     self.metrics.lag.labels(partition=partition).set(lag)
-        self.checkpoint()
+        self._retry_at = 0.0
+        return self.checkpoint()
 
     def handle(self, record) -> None:
         """Apply one record exactly once (records at or before the saved position are
-        duplicates)."""
+        duplicates; a record without its bytes was lost at the source)."""
         last = self.positions.get(record.partition)
         if last is not None and record.position <= last:
             self.metrics.handled("duplicate")
             self._unacked.append(record)
             return
-        event = parse(record.raw)
-        if not isinstance(event, Invalid):
-            event = self._apply(record, event)
-        if isinstance(event, Invalid):
-            self._reject(record, event)
+        if record.raw is None:
+            self.metrics.handled("lost")
+        else:
+            event = parse(record.raw, self.limits)
+            if not isinstance(event, Invalid):
+                event = self._apply(record, event)
+            if isinstance(event, Invalid):
+                self._reject(record, event)
         self.positions[record.partition] = record.position
         self._unacked.append(record)
         self._since_checkpoint += 1
 
     def _apply(self, record, event):
         learner = self.pool.get(event.key)
+        known = learner.n_features
+        if known + len(event.x) > self.limits.max_features:  # the exact count, when close
+            grown = known + len(set(event.x).difference(learner.feature_names))
+            if grown > self.limits.max_features:
+                return Invalid("too_many_features", f"the learner of {event.key!r:.80} would "
+                               f"grow to {grown} features, more than the limit of "
+                               f"{self.limits.max_features}")
         try:
             t0 = time.perf_counter()
             prediction = learner.predict_one(event.x)
@@ -92,6 +115,11 @@ class Service:
                 learner.learn_one(event.x, event.y)
             t2 = time.perf_counter()
         except LEARNER_ERRORS as exc:  # the learner refused the step and kept its state
+            if isinstance(exc, FloatingPointError) \
+                    and self.pool.refused(event.key, self.reset_after):
+                self.metrics.resets.inc()
+                log.warning("learner of key %r refused %d events in a row (%s): reset to a "
+                            "fresh learner", event.key, self.reset_after, exc)
             return Invalid("learner_error", f"{type(exc).__name__}: {exc}")
         self.pool.applied(event.key)
         self.metrics.predict_seconds.observe(t1 - t0)
@@ -113,26 +141,46 @@ class Service:
         self.metrics.handled("invalid")
         self.metrics.invalid.labels(reason=invalid.reason).inc()
         if self.dead_letters is not None:
+            raw = record.raw[:self.limits.max_line_bytes + 1]  # a line_too_long: its start
             self.dead_letters.write(json.dumps(
                 {"reason": invalid.reason, "detail": invalid.detail,
-                 "raw": record.raw.decode("utf-8", "backslashreplace").rstrip("\n"),
+                 "raw": raw.decode("utf-8", "backslashreplace").rstrip("\n"),
                  "partition": record.partition,
                  "position": self.source.encode(record.position)}) + "\n")
 
-    def checkpoint(self) -> None:
-        """Write learners and positions atomically, then acknowledge to the source."""
+    def _flush(self) -> bool:
+        """Flush the prediction sinks; False if one did not answer (it keeps its lines)."""
+        try:
+            for sink in self.predictions:
+                sink.flush()
+        except SourceError as exc:
+            log.warning("predictions not written yet: %s", exc)
+            return False
+        return True
+
+    def checkpoint(self) -> bool:
+        """Write learners and positions atomically, then acknowledge to the source. Not
+        while a prediction sink holds unwritten lines: a checkpoint past them would lose
+        them. Returns whether the state on disk is now current."""
         if not self._since_checkpoint and not self._unacked and not self.pool.dirty:
-            return
+            return True
+        if self.clock() < self._retry_at:
+            return False
         start = time.perf_counter()
+        if not self._flush():
+            self._retry_at = self.clock() + CHECKPOINT_RETRY_SECONDS
+            return False
         for stream in [self.dead_letters, *self.predictions]:
-            if stream is not None:
+            if stream is not None and hasattr(stream, "fileno"):
                 stream.flush()
-                if hasattr(stream, "fileno") and stream.fileno() > 2:
+                if stream.fileno() > 2:
                     os.fsync(stream.fileno())
         positions = {p: self.source.encode(v) for p, v in self.positions.items()}
-        self.store.commit(positions, self.pool.snapshot(), self.source.name)
+        self.store.commit(positions, self.pool.snapshot(), self.source.name,
+                          self.source.state(self.positions))
         self.source.ack(self._unacked)
         self._unacked = []
         self._since_checkpoint = 0
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
         self.metrics.last_checkpoint.set(time.time())
+        return True

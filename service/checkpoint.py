@@ -117,9 +117,11 @@ class CheckpointStore:
             raise CheckpointError(f"learner bytes in segment {ref['segment']} are corrupt")
         return data
 
-    def commit(self, positions: dict, learners: dict, source: str) -> None:
+    def commit(self, positions: dict, learners: dict, source: str,
+               source_state: dict | None = None) -> None:
         """Atomically make (positions, learners) the checkpoint; ``learners`` maps a key to
-        its reference plus ``events``."""
+        its reference plus ``events``; ``source_state`` is what the source keeps besides
+        positions (a file's identity)."""
         if self._open is not None:
             name, f = self._open
             f.flush()
@@ -128,7 +130,7 @@ class CheckpointStore:
             self._open = None
             _fsync_path(self.segments)
         data = _seal({"format": FORMAT, "source": source, "positions": positions,
-                      "learners": learners})
+                      "source_state": source_state or {}, "learners": learners})
         if os.path.exists(self.manifest_path):
             os.replace(self.manifest_path, self.previous_path)
         tmp = self.manifest_path + ".tmp"

@@ -9,12 +9,12 @@ import signal
 import sys
 import threading
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from .app import Service
 from .checkpoint import CheckpointError, CheckpointStore
 from .config import Config, build_model, parse_param
-from .metrics import ServiceMetrics
+from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
 from .sources import RedisTarget, open_source
 
@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--predictions", help="file for predictions as JSON lines, - for stdout")
     run.add_argument("--dead-letter", help="file for rejected events as JSON lines")
     run.add_argument("--follow", action="store_true", help="keep reading a growing file")
+    run.add_argument("--max-features", type=int, help="features an event (and a learner) may "
+                     "have (default 1000)")
+    run.add_argument("--max-line-bytes", type=int, help="bytes an event's line may have "
+                     "(default 1048576)")
+    run.add_argument("--reset-after", type=int, help="reset a learner that refused this many "
+                     "events in a row (default 10)")
     produce = sub.add_parser("produce", help="publish JSON lines into partitioned streams")
     produce.add_argument("--target", required=True, help="redis://HOST:PORT/DB?stream=NAME"
                          "&partitions=P")
@@ -68,7 +74,9 @@ def build(config: Config, registry: CollectorRegistry):
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
     pool.on_evict = metrics.evictions.inc
     pool.restore(manifest["learners"])
-    source = open_source(config.source, config.follow, manifest["positions"])
+    source = open_source(config.source, config.follow, manifest["positions"],
+                         manifest.get("source_state"), config.limits,
+                         on_error=lambda kind: metrics.source_errors.labels(kind=kind).inc())
     positions = {p: source.decode(v) for p, v in manifest["positions"].items()} \
         if source.replayable else {}
     predictions = [_open_output(config.predictions)] if config.predictions else []
@@ -76,7 +84,8 @@ def build(config: Config, registry: CollectorRegistry):
         predictions.append(source.prediction_sink())
     dead = _open_output(config.dead_letter)
     service = Service(source, pool, store, metrics, positions, predictions=predictions,
-                      dead_letters=dead, checkpoint_every=config.checkpoint_every)
+                      dead_letters=dead, checkpoint_every=config.checkpoint_every,
+                      limits=config.limits, reset_after=config.reset_after)
     return service, [out for out in [*predictions, dead]
                      if out is not None and out is not sys.stdout]
 
@@ -86,23 +95,26 @@ def run(config: Config) -> int:
     service, outputs = build(config, registry)
     if config.metrics_address and config.metrics_address != "none":
         host, _, port = config.metrics_address.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+        serve_metrics(registry, host or "127.0.0.1", int(port))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        service.run(stop)
+        saved = service.run(stop)
         sample = registry.get_sample_value
         counts = {o: int(sample("streamlearn_events_total", {"outcome": o}) or 0)
-                  for o in ("learned", "predicted", "invalid", "duplicate")}
+                  for o in OUTCOMES}
         log.info("stopped after %s; progressive MAE %.4g; checkpoint in %s", counts,
                  sample("streamlearn_progressive_loss", {"metric": "mae"}),
                  service.store.directory)
+        if not saved:
+            log.error("the final checkpoint was not written (a prediction sink did not "
+                      "answer): the events since the last one are applied again next run")
     finally:
         for out in outputs:
             out.close()
         service.source.close()
-    return 0
+    return 0 if saved else 1
 
 
 def inspect(directory: str, as_json: bool) -> int:

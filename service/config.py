@@ -12,6 +12,8 @@ import tomllib
 
 from streamlearn import ColumnarRegressor
 
+from .events import Limits
+
 __all__ = ["Config", "MODELS", "build_model", "parse_param"]
 
 MODELS = {"columnar": ColumnarRegressor}
@@ -30,6 +32,9 @@ class Config:
     predictions: str | None = None
     dead_letter: str | None = None
     follow: bool = False
+    max_features: int = 1_000
+    max_line_bytes: int = 1 << 20
+    reset_after: int = 10
 
     @classmethod
     def build(cls, args, file: str | None = None) -> "Config":
@@ -55,9 +60,16 @@ class Config:
         config = cls(**values)
         if config.model not in MODELS:
             raise ValueError(f"unknown model {config.model!r}; choose from {sorted(MODELS)}")
-        if config.checkpoint_every < 1 or config.max_learners < 1:
-            raise ValueError("--checkpoint-every and --max-learners must be >= 1")
+        for name in ("checkpoint_every", "max_learners", "max_features", "max_line_bytes",
+                     "reset_after"):
+            value = getattr(config, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         return config
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_line_bytes=self.max_line_bytes, max_features=self.max_features)
 
 
 def parse_param(text: str) -> tuple:

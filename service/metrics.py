@@ -9,15 +9,22 @@ from __future__ import annotations
 import bisect
 import collections
 import math
+import socket
 import threading
 import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import HistogramMetricFamily
 
-__all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS"]
+__all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS", "serve_metrics"]
 
-OUTCOMES = ("learned", "predicted", "invalid", "duplicate")
+# Connections the metrics endpoint queues before it refuses one (socketserver's default is 5:
+# a burst of dashboards and scrapers got refused). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
+OUTCOMES = ("learned", "predicted", "invalid", "duplicate", "lost")
 # Seconds, from 1 microsecond to 1 second.
 LATENCY_BUCKETS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3,
                    1e-2, 0.1, 1.0)
@@ -111,6 +118,10 @@ class ServiceMetrics:
                                  registry=registry)
         self.lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
                          ["partition"], registry=registry)
+        self.resets = Counter("streamlearn_learner_resets", "Learners reset after refusing "
+                              "events in a row", registry=registry)
+        self.source_errors = Counter("streamlearn_source_errors", "Broker faults by kind "
+                                     "(each retried)", ["kind"], registry=registry)
         Gauge("streamlearn_learners", "Learners in memory",
               registry=registry).set_function(learners)
         self._loss = _Loss(window)
@@ -141,3 +152,25 @@ class ServiceMetrics:
     def _throughput(self) -> float:
         (t0, n0), (t1, n1) = self._marks[0], (self.clock(), self._applied)
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        """Scrapes are not logged."""
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
+    """Serve ``/metrics`` of ``registry`` on host:port from a daemon thread, a thread per
+    request, with a deep listen queue (``LISTEN_BACKLOG``). Returns the server (its
+    ``server_address`` has the port when 0 was asked for)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        address_family = family
+        daemon_threads = True  # a scrape in progress does not keep the process alive
+        request_queue_size = LISTEN_BACKLOG
+
+    server = make_server(host, port, make_wsgi_app(registry), Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

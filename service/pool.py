@@ -4,6 +4,11 @@ A key's learner is ``prototype.clone({"seed": key_seed(seed, key)})``, so its st
 only on the configuration and that key's events. At most ``max_learners`` stay in memory;
 the least recently used one is written to the checkpoint store (never dropped) and read back
 on its next event.
+
+A learner that refuses ``reset_after`` events in a row (FloatingPointError: it diverged and
+keeps its state, so it would refuse every later event too) is reset: replaced by the
+prototype's fresh learner for that key. The run of refusals is part of the checkpoint, so
+resets happen at the same event whatever the checkpoint cadence or crashes.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class LearnerPool:
         self._live: collections.OrderedDict = collections.OrderedDict()
         self._saved: dict = {}    # key -> store reference of its newest stored bytes
         self._events: dict = {}   # key -> events applied
+        self._refused: dict = {}  # key -> events refused in a row (only keys with some)
         self._dirty: set = set()  # live keys whose state differs from their stored bytes
 
     def restore(self, learners: dict) -> None:
@@ -44,6 +50,7 @@ class LearnerPool:
         self._saved = {k: {f: v[f] for f in ("segment", "offset", "length", "sha256")}
                        for k, v in learners.items()}
         self._events = {k: int(v["events"]) for k, v in learners.items()}
+        self._refused = {k: int(v["refused"]) for k, v in learners.items() if v.get("refused")}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -55,19 +62,36 @@ class LearnerPool:
             return learner
         if key in self._saved:
             learner = type(self.prototype).from_bytes(self.store.get(self._saved[key]))
-        elif self._seeded:
-            learner = self.prototype.clone({"seed": key_seed(self.seed, key)})
         else:
-            learner = self.prototype.clone()
+            learner = self._fresh(key)
         self._live[key] = learner
         while len(self._live) > self.max_learners:
             self._evict()
         return learner
 
+    def _fresh(self, key: str):
+        if self._seeded:
+            return self.prototype.clone({"seed": key_seed(self.seed, key)})
+        return self.prototype.clone()
+
     def applied(self, key: str) -> None:
         """Record that one event was applied to ``key``'s learner."""
         self._events[key] = self._events.get(key, 0) + 1
+        self._refused.pop(key, None)
         self._dirty.add(key)
+
+    def refused(self, key: str, reset_after: int) -> bool:
+        """Record that ``key``'s learner refused an event; after ``reset_after`` in a row,
+        reset it (its event count goes on) and return True."""
+        count = self._refused.get(key, 0) + 1
+        if count < reset_after:
+            self._refused[key] = count
+            return False
+        self._refused.pop(key, None)
+        self._live[key] = self._fresh(key)
+        self._live.move_to_end(key)
+        self._dirty.add(key)
+        return True
 
     def _save(self, key: str, learner) -> None:
         self._saved[key] = self.store.put(learner.to_bytes())
@@ -87,7 +111,8 @@ class LearnerPool:
             self._save(key, self._live[key])
         for key in self.store.to_compact(self._saved):
             self._saved[key] = self.store.put(self.store.get(self._saved[key]))
-        return {key: dict(self._saved[key], events=self._events[key])
+        return {key: dict(self._saved[key], events=self._events[key],
+                          **({"refused": self._refused[key]} if key in self._refused else {}))
                 for key in sorted(self._saved)}
 
     @property

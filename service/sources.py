@@ -3,31 +3,48 @@
 Every source yields batches of :class:`Record` (partition, position, raw line). Positions
 are ordered within a partition; the service skips any record at or before the partition's
 last applied position, so a replay after a crash never applies an event twice.
-``poll`` returns a list (empty when idle) or None at the end of a finite input.
+``poll`` returns a list (empty when idle) or None at the end of a finite input; it returns
+within about its ``timeout`` whatever the input does, so the service answers SIGTERM and
+checkpoints when idle. A record whose ``raw`` is None was lost before it could be read (a
+trimmed Redis entry). Sources that talk to a server raise :class:`SourceError` for a fault
+the service should ride out (it retries later) and report each fault to ``on_error(kind)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
+import select
 import sys
 import time
 import urllib.parse
 import zlib
 from typing import Any, NamedTuple
 
-from .events import DEFAULT_KEY
+from .events import DEFAULT_KEY, Limits
 
-__all__ = ["Record", "FileSource", "StdinSource", "RedisSource", "RedisTarget", "open_source",
-           "partition_of"]
+__all__ = ["Record", "FileSource", "StdinSource", "RedisSource", "RedisTarget", "SourceError",
+           "open_source", "partition_of"]
+
+log = logging.getLogger("streamlearn.service")
 
 BATCH = 1000
 GROUP = "streamlearn"
+READ_SIZE = 1 << 16
+# Bytes at the start of a file that identify it across restarts (with device and inode).
+FINGERPRINT_BYTES = 1024
 
 
 class Record(NamedTuple):
     partition: str
     position: Any
-    raw: bytes
+    raw: bytes | None
+
+
+class SourceError(RuntimeError):
+    """A fault of the broker or its connection that the service rides out."""
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -35,11 +52,74 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
+class _Lines:
+    """Complete lines from a file descriptor, read in chunks (never a blocking read of an
+    unbounded line). A line longer than ``max_bytes`` is skipped as it streams past and
+    returned as its first ``max_bytes + 1`` bytes, which the event parser rejects as
+    ``line_too_long``; memory stays bounded by the limit."""
+
+    def __init__(self, fd: int, max_bytes: int, offset: int = 0):
+        self.fd, self.max_bytes = fd, max_bytes
+        self.offset = offset          # bytes of the input consumed by the lines returned
+        self.buf = b""
+        self.pos = 0                  # start of the unreturned part of buf
+        self.skipping = None          # prefix of an over-long line still streaming past
+        # the input's first bytes as read (when reading starts at 0)
+        self.head = b"" if offset == 0 else None
+
+    def fill(self) -> bool:
+        """Read one chunk; False at end of input (or nothing available yet)."""
+        data = os.read(self.fd, READ_SIZE)
+        if data:
+            self.buf = self.buf[self.pos:] + data
+            self.pos = 0
+            if self.head is not None and len(self.head) < FINGERPRINT_BYTES:
+                self.head += data[:FINGERPRINT_BYTES - len(self.head)]
+        return bool(data)
+
+    def lines(self, limit: int) -> list:
+        """Up to ``limit`` (raw line, offset after it) of the complete lines buffered."""
+        out, buf = [], self.buf
+        while len(out) < limit:
+            end = buf.find(b"\n", self.pos)
+            if end < 0:
+                if self.skipping is None and len(buf) - self.pos > self.max_bytes:
+                    self.skipping = buf[self.pos:self.pos + self.max_bytes + 1]
+                if self.skipping is not None:  # drop what streamed past
+                    self.offset += len(buf) - self.pos
+                    self.pos = len(buf)
+                break
+            self.offset += end + 1 - self.pos
+            if self.skipping is not None:
+                raw, self.skipping = self.skipping, None
+            elif end - self.pos > self.max_bytes:
+                raw = buf[self.pos:self.pos + self.max_bytes + 1]
+            else:
+                raw = buf[self.pos:end + 1]
+            self.pos = end + 1
+            out.append((raw, self.offset))
+        return out
+
+    def rest(self):
+        """The last line if it has no newline (at end of input), as (raw, offset) or None."""
+        if self.skipping is None and self.pos == len(self.buf):
+            return None
+        raw = self.skipping if self.skipping is not None else self.buf[self.pos:]
+        self.offset += len(self.buf) - self.pos
+        self.pos, self.skipping = len(self.buf), None
+        return raw, self.offset
+
+
 class FileSource:
-    """A JSON-lines file; the position of a line is the byte offset just after it.
+    """A JSON-lines file; a line's position is (epoch, byte offset just after it).
 
     Without ``follow`` the source ends at end of file (a last line without a newline counts);
-    with ``follow`` it waits for more lines, like ``tail -f``.
+    with ``follow`` it waits for more lines and, like ``tail -F``, notices when the file is
+    rotated (renamed away and replaced), truncated or rewritten in place: it logs it, reads
+    the rest of the old file and goes on with the new content from its start in a new epoch,
+    so positions stay ordered. The checkpoint keeps, with the position, the file's identity
+    (device, inode, SHA-256 of its first bytes): a restart against another file reads that
+    file from the start, in a new epoch, and logs why.
     """
 
     name = "file"
@@ -47,42 +127,139 @@ class FileSource:
     partition = "file"
 
     def __init__(self, path: str, follow: bool = False, positions: dict | None = None,
+                 state: dict | None = None, limits: Limits = Limits(),
                  poll_interval: float = 0.05):
         self.path = path
         self.follow = follow
+        self.limits = limits
         self.poll_interval = poll_interval
         self.file = open(path, "rb")
-        self.file.seek(int((positions or {}).get(self.partition, 0)))
+        self.identities: dict = {}  # epoch -> identity of a finished file
+        self.epoch, offset = self._resume(positions or {}, state or {})
+        self.file.seek(offset)
+        self.lines = _Lines(self.file.fileno(), limits.max_line_bytes, offset)
+        if offset:  # resumed: the first bytes as they are now (they matched the checkpoint)
+            self.lines.head = os.pread(self.file.fileno(), FINGERPRINT_BYTES, 0)
+
+    def _identity(self, length: int) -> dict:
+        """Device, inode and the SHA-256 of the first ``length`` bytes (at most
+        FINGERPRINT_BYTES) of the current file, as they were read."""
+        st = os.fstat(self.file.fileno())
+        first = self.lines.head[:min(length, FINGERPRINT_BYTES)]
+        return {"dev": st.st_dev, "ino": st.st_ino, "bytes": len(first),
+                "sha256": hashlib.sha256(first).hexdigest()}
+
+    def _resume(self, positions: dict, state: dict) -> tuple:
+        """(epoch, offset) to start from, given the checkpoint's position and identities."""
+        saved = positions.get(self.partition)
+        if saved is None:
+            return 0, 0
+        epoch, offset = self.decode(saved)
+        known = state.get("files", {}).get(str(epoch))
+        size = os.fstat(self.file.fileno()).st_size
+        if known is None:
+            why = "the checkpoint does not identify its file"
+            if size >= offset:  # a checkpoint written before files were identified
+                log.warning("%s: %s; resuming at byte %d", self.path, why, offset)
+                return epoch, offset
+        elif size < offset:
+            why = f"it is shorter ({size} bytes) than the saved position ({offset})"
+        else:
+            st = os.fstat(self.file.fileno())
+            first = os.pread(self.file.fileno(), known["bytes"], 0)
+            why = ("its device and inode differ" if (st.st_dev, st.st_ino)
+                   != (known["dev"], known["ino"]) else "its first bytes differ"
+                   if hashlib.sha256(first).hexdigest() != known["sha256"] else None)
+            if why is None:
+                return epoch, offset
+        log.warning("%s is not the file of the checkpoint (%s): reading it from the start",
+                    self.path, why)
+        return epoch + 1, 0
+
+    def _records(self, lines) -> list:
+        return [Record(self.partition, (self.epoch, end), raw) for raw, end in lines
+                if raw.strip()]
 
     def poll(self, timeout: float):
         deadline = time.monotonic() + timeout
         while True:
-            batch = []
-            while len(batch) < BATCH:
-                start = self.file.tell()
-                line = self.file.readline()
-                if not line:
-                    break
-                if not line.endswith(b"\n") and self.follow:
-                    self.file.seek(start)  # a line still being written
-                    break
-                if line.strip():
-                    batch.append(Record(self.partition, self.file.tell(), line))
+            batch = self._records(self.lines.lines(BATCH))
             if batch:
                 return batch
+            if self.follow:  # before reading on: what follows may be another file's bytes
+                batch = self._rotate()
+                if batch:
+                    return batch
+            if self.lines.fill():
+                continue
             if not self.follow:
-                return None
+                rest = self.lines.rest()
+                return self._records([rest]) if rest else None
             if time.monotonic() >= deadline:
                 return []
             time.sleep(self.poll_interval)
 
-    @staticmethod
-    def encode(position: int) -> int:
-        return position
+    def _rotate(self) -> list:
+        """At end of file with ``follow``: if the path now names another file, or this one
+        was truncated or rewritten, switch to the new content (a new epoch); returns the
+        old file's last records (a last line without a newline counts then)."""
+        fd = self.file.fileno()
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return []  # renamed away, not yet replaced: keep waiting
+        mine = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+            why = "was rotated (renamed and replaced)"
+        elif st.st_size < self.lines.offset + len(self.lines.buf) - self.lines.pos:
+            why = "was truncated"
+        elif self._rewritten():
+            why = "was rewritten"
+        else:
+            return []
+        if why.startswith("was rotated"):
+            while self.lines.fill():  # what was written before the rename
+                pass
+        last = self._records(self.lines.lines(1 << 62) + [r for r in [self.lines.rest()] if r]) \
+            if why.startswith("was rotated") else []
+        self.identities[self.epoch] = self._identity(self.lines.offset)
+        log.warning("%s %s at byte %d: reading the new content from its start", self.path,
+                    why, self.lines.offset)
+        if why.startswith("was rotated"):
+            self.file.close()
+            self.file = open(self.path, "rb")
+        self.epoch += 1
+        self.file.seek(0)
+        self.lines = _Lines(self.file.fileno(), self.limits.max_line_bytes)
+        return last
+
+    def _rewritten(self) -> bool:
+        """Whether the file's first bytes differ from those read (a copytruncate followed
+        by at least as many new bytes as were read before)."""
+        head = self.lines.head
+        return bool(head) and os.pread(self.file.fileno(), len(head), 0) != head
+
+    def state(self, positions: dict) -> dict:
+        """What the checkpoint keeps besides ``positions``: the identity of the file each
+        checkpointed position is in."""
+        saved = positions.get(self.partition)
+        if saved is None:
+            return {}
+        epoch, offset = saved
+        identity = self.identities.get(epoch) if epoch != self.epoch \
+            else self._identity(offset)
+        return {"files": {str(epoch): identity}} if identity else {}
 
     @staticmethod
-    def decode(position) -> int:
-        return int(position)
+    def encode(position: tuple) -> list:
+        return list(position)
+
+    @staticmethod
+    def decode(position) -> tuple:
+        """(epoch, offset); a bare offset is a checkpoint from before epochs (epoch 0)."""
+        if isinstance(position, list) and len(position) == 2:
+            return int(position[0]), int(position[1])
+        return 0, int(position)
 
     def ack(self, records: list) -> None:
         """Files need no acknowledgement: the checkpoint holds the offset."""
@@ -94,26 +271,60 @@ class FileSource:
         self.file.close()
 
 
-class StdinSource(FileSource):
-    """Standard input. Not replayable: positions count lines of this run only, so a restart
-    reads whatever stdin brings next (learner states are still resumed)."""
+class StdinSource:
+    """Standard input, read without blocking for longer than ``poll``'s timeout. Not
+    replayable: positions count lines of this run only, so a restart reads whatever stdin
+    brings next (learner states are still resumed)."""
 
     name = "stdin"
     replayable = False
     partition = "stdin"
 
-    def __init__(self):
-        self.follow = False
-        self.file = sys.stdin.buffer
+    def __init__(self, limits: Limits = Limits(), stream=None):
+        self.fd = (stream or sys.stdin.buffer).fileno()
+        self.lines = _Lines(self.fd, limits.max_line_bytes)
         self.line = 0
+        self.ended = False
 
     def poll(self, timeout: float):
-        """One line at a time, so an interactive producer sees each prediction at once."""
-        line = self.file.readline()
-        if not line:
-            return None
-        self.line += 1
-        return [Record(self.partition, self.line, line)] if line.strip() else []
+        """Lines as soon as they arrive, so an interactive producer sees each prediction at
+        once; [] when nothing came within ``timeout``."""
+        batch = self._records(self.lines.lines(BATCH))
+        if batch or self.ended:
+            return batch or None
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        if not readable:
+            return []
+        if not self.lines.fill():
+            self.ended = True
+            rest = self.lines.rest()
+            return self._records([rest]) if rest else None
+        return self._records(self.lines.lines(BATCH))
+
+    def _records(self, lines) -> list:
+        out = []
+        for raw, _ in lines:
+            self.line += 1
+            if raw.strip():
+                out.append(Record(self.partition, self.line, raw))
+        return out
+
+    def state(self, positions: dict) -> dict:
+        return {}
+
+    @staticmethod
+    def encode(position: int) -> int:
+        return position
+
+    @staticmethod
+    def decode(position) -> int:
+        return int(position)
+
+    def ack(self, records: list) -> None:
+        """Nothing to acknowledge."""
+
+    def lag(self) -> dict:
+        return {}
 
     def close(self) -> None:
         """stdin stays open."""
@@ -127,27 +338,39 @@ def _parse_redis_url(url: str) -> tuple:
     stream = query.get("stream", ["events"])[0]
     try:
         partitions = int(query.get("partitions", ["1"])[0])
+        timeout = float(query.get("timeout", ["0.5"])[0])
     except ValueError:
-        raise ValueError(f"partitions must be an int in {url!r}") from None
-    if partitions < 1:
-        raise ValueError("partitions must be >= 1")
+        raise ValueError(f"partitions must be an int and timeout a number in {url!r}") from None
+    if partitions < 1 or not timeout > 0:
+        raise ValueError("partitions must be >= 1 and timeout > 0")
     db = int(parts.path.strip("/") or 0)
-    return parts.hostname or "127.0.0.1", parts.port or 6379, db, stream, partitions
+    return parts.hostname or "127.0.0.1", parts.port or 6379, db, stream, partitions, timeout
 
 
 def _redis_client(url: str):
+    """A client that fails fast (socket timeouts, no retries of its own: the source retries
+    with backoff and stays responsive to SIGTERM), the stream names, and the timeout."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    host, port, db, stream, partitions, timeout = _parse_redis_url(url)
+    client = redis.Redis(host=host, port=port, db=db, socket_timeout=timeout,
+                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    return client, stream, [f"{stream}:{p}" for p in range(partitions)], timeout
+
+
+def _create_groups(client, streams, positions: dict) -> None:
+    """Create the consumer group on each stream at its position (id 0 when none), with
+    MKSTREAM; a group that exists is left as it is."""
     import redis
 
-    host, port, db, stream, partitions = _parse_redis_url(url)
-    client = redis.Redis(host=host, port=port, db=db)
-    streams = [f"{stream}:{p}" for p in range(partitions)]
-    for name in streams:  # whoever comes first creates the group at id 0
+    for name in streams:
         try:
-            client.xgroup_create(name, GROUP, id="0", mkstream=True)
+            client.xgroup_create(name, GROUP, id=positions.get(name, "0"), mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-    return client, stream, streams
 
 
 def _entry_id(raw) -> tuple:
@@ -158,19 +381,78 @@ def _entry_id(raw) -> tuple:
 class RedisSource:
     """Streams ``NAME:0`` .. ``NAME:P-1`` read through the consumer group ``streamlearn``.
 
-    On start the consumer first re-reads its pending entries (delivered before a crash but not
-    acknowledged), then new ones. Entries are acknowledged only after a durable checkpoint.
+    On start, and after any fault, the consumer first re-reads its pending entries
+    (delivered but not acknowledged: by a run that crashed, or in a reply lost with its
+    connection), then new ones. Entries are acknowledged only after a durable checkpoint.
+    Connection faults and timeouts are retried with capped exponential backoff; a deleted
+    stream or consumer group is recreated at the last position applied, so nothing is read
+    twice or skipped. Entries trimmed away while pending come back as lost records.
     """
 
     name = "redis"
     replayable = True
+    BACKOFF = (0.25, 5.0)  # first and longest wait between retries, seconds
 
-    def __init__(self, url: str, consumer: str = "streamlearn"):
-        self.client, self.stream, self.streams = _redis_client(url)
+    def __init__(self, url: str, positions: dict | None = None, consumer: str = "streamlearn",
+                 on_error=None):
+        self.client, self.stream, self.streams, self.timeout = _redis_client(url)
         self.consumer = consumer
+        self.on_error = on_error
+        self.delivered = {s: p for s, p in (positions or {}).items() if s in self.streams}
         self.pending = {s: "0" for s in self.streams}  # pending-list cursor per stream
+        self.wait = 0.0
+        self.retry_at = 0.0
+        try:
+            self._call(lambda: _create_groups(self.client, self.streams, self.delivered))
+        except SourceError:
+            pass  # created when Redis answers (a missing group is recreated on read)
+
+    def _fault(self, kind: str, exc: Exception) -> None:
+        self.wait = min(self.BACKOFF[1], max(self.BACKOFF[0], 2 * self.wait))
+        self.retry_at = time.monotonic() + self.wait
+        self.pending = {s: "0" for s in self.streams}  # a lost reply may hold entries
+        log.warning("redis: %s (%s); retrying in %.2f s", kind, exc, self.wait)
+        if self.on_error is not None:
+            self.on_error(kind)
+
+    def _call(self, action):
+        """Run ``action`` against Redis; SourceError (after counting) on a fault, and at
+        once while backing off from the last one (nothing waits on a dead server twice)."""
+        import redis
+
+        if time.monotonic() < self.retry_at:
+            raise SourceError(f"redis is not answering; retrying in "
+                              f"{self.retry_at - time.monotonic():.2f} s")
+        try:
+            result = action()
+        except redis.TimeoutError as exc:
+            self._fault("timeout", exc)
+        except redis.ConnectionError as exc:
+            self._fault("connection", exc)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._fault("missing_group", exc)
+            try:  # the stream or its group was deleted: recreate at what was applied
+                _create_groups(self.client, self.streams, self.delivered)
+            except redis.RedisError:
+                pass  # retried at the next fault
+        else:
+            self.wait = 0.0
+            return result
+        raise SourceError(f"redis is not answering as expected; retrying in {self.wait:.2f} s")
 
     def poll(self, timeout: float):
+        now = time.monotonic()
+        if now < self.retry_at:
+            time.sleep(min(timeout, self.retry_at - now))
+            return []
+        try:
+            return self._call(lambda: self._read(timeout))
+        except SourceError:
+            return []
+
+    def _read(self, timeout: float) -> list:
         if self.pending:
             stream, cursor = next(iter(self.pending.items()))
             reply = self.client.xreadgroup(GROUP, self.consumer, {stream: cursor}, count=BATCH)
@@ -179,12 +461,29 @@ class RedisSource:
                 del self.pending[stream]
                 return []
             self.pending[stream] = entries[-1][0]
-            return [Record(stream, _entry_id(i), f.get(b"event", b"")) for i, f in entries
-                    if f is not None]
+            return self._records(stream, entries)
+        block = max(1, int(min(timeout, self.timeout / 2) * 1000))  # below the socket timeout
         reply = self.client.xreadgroup(GROUP, self.consumer, {s: ">" for s in self.streams},
-                                       count=BATCH, block=max(1, int(timeout * 1000)))
-        return [Record(stream.decode(), _entry_id(i), f.get(b"event", b""))
-                for stream, entries in (reply or []) for i, f in entries]
+                                       count=BATCH, block=block)
+        return [record for stream, entries in (reply or [])
+                for record in self._records(stream.decode(), entries)]
+
+    def _records(self, stream: str, entries) -> list:
+        """Records of one stream's entries; an entry whose fields are gone (trimmed while
+        pending) is a lost record, logged with the range of ids."""
+        out, lost = [], []
+        for entry_id, fields in entries:
+            raw = fields.get(b"event") if fields else None
+            if raw is None:
+                lost.append(entry_id)
+            out.append(Record(stream, _entry_id(entry_id), raw))
+        if lost:
+            log.warning("redis: %d entries of %s were trimmed before they were applied (ids "
+                        "%s to %s): lost", len(lost), stream, lost[0].decode(),
+                        lost[-1].decode())
+        if out:
+            self.delivered[stream] = self.encode(out[-1].position)
+        return out
 
     @staticmethod
     def encode(position: tuple) -> str:
@@ -194,25 +493,48 @@ class RedisSource:
     def decode(position) -> tuple:
         return _entry_id(position)
 
+    def state(self, positions: dict) -> dict:
+        return {}
+
     def ack(self, records: list) -> None:
+        """Acknowledge, pipelined; best effort: an entry left pending is read again after a
+        fault or restart and skipped as a duplicate."""
         by_stream: dict = {}
         for rec in records:
             by_stream.setdefault(rec.partition, []).append(self.encode(rec.position))
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, GROUP, *ids)
-        pipe.execute()
+
+        def send():
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, GROUP, *ids)
+            pipe.execute()
+        try:
+            self._call(send)
+        except SourceError:
+            pass
 
     def prediction_sink(self):
         """Predictions also go to the stream ``NAME:predictions`` (trimmed to about 1M)."""
-        return _RedisSink(self.client, f"{self.stream}:predictions")
+        return _RedisSink(self, f"{self.stream}:predictions")
 
     def lag(self) -> dict:
+        import redis
+
         out = {}
-        for stream in self.streams:
-            for group in self.client.xinfo_groups(stream):
-                if group["name"] in (GROUP, GROUP.encode()) and group.get("lag") is not None:
-                    out[stream] = group["lag"]
+
+        def read():
+            for stream in self.streams:
+                try:
+                    groups = self.client.xinfo_groups(stream)
+                except redis.ResponseError:  # deleted: the next read recreates it
+                    continue
+                for group in groups:
+                    if group["name"] in (GROUP, GROUP.encode()) and group.get("lag") is not None:
+                        out[stream] = group["lag"]
+        try:
+            self._call(read)
+        except SourceError:
+            pass
         return out
 
     def close(self) -> None:
@@ -220,28 +542,44 @@ class RedisSource:
 
 
 class _RedisSink:
-    """A write/flush file-like object that appends each line to a stream, pipelined."""
+    """A write/flush file-like object that appends each line to a stream. Lines stay
+    buffered until a flush has written them: a flush that fails (SourceError) keeps them for
+    the next one, and the service does not checkpoint past unwritten predictions."""
 
-    def __init__(self, client, stream: str, maxlen: int = 1_000_000):
-        self.pipe = client.pipeline(transaction=False)
-        self.stream, self.maxlen = stream, maxlen
+    def __init__(self, source: RedisSource, stream: str, maxlen: int = 1_000_000):
+        self.source, self.stream, self.maxlen = source, stream, maxlen
+        self.lines: list = []
 
     def write(self, line: str) -> None:
-        self.pipe.xadd(self.stream, {"prediction": line.rstrip("\n")}, maxlen=self.maxlen,
-                       approximate=True)
+        self.lines.append(line)
 
     def flush(self) -> None:
-        self.pipe.execute()
+        if not self.lines:
+            return
+
+        def send():
+            pipe = self.source.client.pipeline(transaction=False)
+            for line in self.lines:
+                pipe.xadd(self.stream, {"prediction": line.rstrip("\n")}, maxlen=self.maxlen,
+                          approximate=True)
+            pipe.execute()
+        self.source._call(send)
+        self.lines = []
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except SourceError:
+            log.warning("redis: %d predictions were not written (they are written again "
+                        "when their events are replayed)", len(self.lines))
 
 
 class RedisTarget:
     """Publishes JSON lines into the partitioned streams (``streamlearn-service produce``)."""
 
     def __init__(self, url: str):
-        self.client, self.stream, self.streams = _redis_client(url)
+        self.client, self.stream, self.streams, _ = _redis_client(url)
+        _create_groups(self.client, self.streams, {})
 
     def publish(self, lines) -> int:
         count = 0
@@ -263,15 +601,16 @@ def _key_of(line: bytes) -> str:
     consumer dead-letters them)."""
     try:
         key = json.loads(line).get("key", DEFAULT_KEY)
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return DEFAULT_KEY
     return key if isinstance(key, str) else DEFAULT_KEY
 
 
-def open_source(spec: str, follow: bool, positions: dict):
+def open_source(spec: str, follow: bool, positions: dict, state: dict | None = None,
+                limits: Limits = Limits(), on_error=None):
     """A source from the ``--source`` argument: a path, ``-`` or a ``redis://`` URL."""
     if spec == "-":
-        return StdinSource()
+        return StdinSource(limits)
     if spec.startswith("redis://"):
-        return RedisSource(spec)
-    return FileSource(spec, follow=follow, positions=positions)
+        return RedisSource(spec, positions, on_error=on_error)
+    return FileSource(spec, follow=follow, positions=positions, state=state, limits=limits)

@@ -4,34 +4,71 @@ stages, the state dict, bytes and pickling. Subclasses add ``learn_one`` and the
 from __future__ import annotations
 
 import math
+import numbers
 import random
 
 import numpy as np
 
 from streamlearn import serialization
 from streamlearn._columnar import LearnerCore, raise_for_status
-from streamlearn._features import as_finite, vectorize
+from streamlearn._features import MAX_VALUE, as_finite, vectorize
 from streamlearn.network import ColumnarNetwork, NetworkConfig
+from streamlearn.serialization import SerializationError
 
 __all__ = ["ColumnarLearner"]
 
 FORMAT_VERSION = 1
 
 
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
 def _number(owner, name: str, low: float = 0.0, high: float = math.inf,
             high_inclusive: bool = False) -> float:
+    """A real hyper-parameter: Python's or numpy's (a grid built with numpy), not a bool."""
     value = getattr(owner, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < low or value > high or (value == high and not high_inclusive):
+    if _is_bool(value) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < low or value > high \
+            or (value == high and not high_inclusive):
         bound = f"[{low}, {high}{']' if high_inclusive else ')'}"
         raise ValueError(f"{name} must be a number in {bound}, got {value!r}")
     return float(value)
 
 
 def _integer(owner, name: str, low: int = 1) -> int:
+    """An integer hyper-parameter: Python's or numpy's, not a bool."""
     value = getattr(owner, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _flag(owner, name: str) -> bool:
+    value = getattr(owner, name)
+    if not _is_bool(value):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _dtype(value) -> str:
+    """"float64" or "float32" from any spelling numpy takes (np.float32, "f4", ...)."""
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        name = None
+    if name not in ("float64", "float32") or _is_bool(value) or value is None:
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {value!r}")
+    return name
+
+
+def _plain(value):
+    """A hyper-parameter as plain data for the state dict: numpy scalars as Python numbers,
+    dtypes by name."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (type, np.dtype)):
+        return _dtype(value)
     return value
 
 
@@ -44,10 +81,14 @@ class ColumnarLearner(LearnerCore):
 
     def _setup(self) -> None:
         seed = self.seed if self.seed is not None else random.getrandbits(63)
-        self._net = ColumnarNetwork.new(self._config(seed))
-        self._steps = 0
+        self._adopt(ColumnarNetwork.new(self._config(seed)), 0)
+
+    def _adopt(self, net: ColumnarNetwork, steps: int) -> None:
+        """Make ``net`` the learner's network, ``steps`` steps into the stream."""
+        self._net = net
+        self._steps = steps
         self._grown = None  # (new feature names, grown network) of a pending step
-        self._staged = self._net.config.columns_per_stage > 0
+        self._staged = net.config.columns_per_stage > 0
 
     def _rule(self) -> str:
         """The kernel's learning rule: "regression", "meta" or "td"."""
@@ -60,13 +101,9 @@ class ColumnarLearner(LearnerCore):
     def _config(self, seed: int) -> NetworkConfig:
         """Validated configuration; ``seed`` is the resolved integer seed."""
         n_columns = _integer(self, "n_columns")
-        if self.optimizer not in ("sgd", "rmsprop"):
+        if not isinstance(self.optimizer, str) or self.optimizer not in ("sgd", "rmsprop"):
             raise ValueError(f"optimizer must be 'sgd' or 'rmsprop', got {self.optimizer!r}")
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        if _is_bool(seed) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
         per_stage = 0
         if self.columns_per_stage is not None:
@@ -76,11 +113,11 @@ class ColumnarLearner(LearnerCore):
                                  f"({n_columns})")
         _integer(self, "steps_per_stage")
         return NetworkConfig(
-            n_columns=n_columns, seed=seed, step_size=_number(self, "step_size"),
-            optimizer=self.optimizer, normalize=self.normalize,
+            n_columns=n_columns, seed=int(seed), step_size=_number(self, "step_size"),
+            optimizer=str(self.optimizer), normalize=_flag(self, "normalize"),
             init_scale=_number(self, "init_scale"),
             lateral_density=_number(self, "lateral_density", high=1.0, high_inclusive=True),
-            columns_per_stage=per_stage, rule=self._rule(), dtype=self.dtype,
+            columns_per_stage=per_stage, rule=self._rule(), dtype=_dtype(self.dtype),
             **self._rule_config())
 
     # ---- stepping ---------------------------------------------------------------------------
@@ -160,6 +197,8 @@ class ColumnarLearner(LearnerCore):
         if not np.all(np.isfinite(data)):
             raise ValueError("X holds NaN or infinite values (absent features: leave the column "
                              "out, it reads as 0)")
+        if np.any(np.abs(data) > MAX_VALUE):
+            raise ValueError(f"X holds values out of range (beyond +-{MAX_VALUE:g})")
         return names, data
 
     def _dense(self, net, names, data) -> np.ndarray:
@@ -176,6 +215,8 @@ class ColumnarLearner(LearnerCore):
             raise ValueError(f"y has {targets.shape[0]} values for {data.shape[0]} rows")
         if not np.all(np.isfinite(targets)):
             raise ValueError("y holds NaN or infinite values")
+        if np.any(np.abs(targets) > MAX_VALUE):
+            raise ValueError(f"y holds values out of range (beyond +-{MAX_VALUE:g})")
         self.add_features(names)
         net = self._net
         dense = self._dense(net, names, data)
@@ -236,6 +277,10 @@ class ColumnarLearner(LearnerCore):
         return list(self._net.names)
 
     @property
+    def n_features(self) -> int:
+        return len(self._net.names)
+
+    @property
     def n_parameters(self) -> int:
         a = self._net.arrays
         return a["P"].size + a["LP"].size + a["SP"].size
@@ -261,42 +306,69 @@ class ColumnarLearner(LearnerCore):
         return self._state(copy=True)
 
     def _state(self, copy: bool) -> dict:
+        params = {name: _plain(value) for name, value in self._params().items()}
         state = {"format_version": FORMAT_VERSION, "class": type(self).__name__,
-                 "params": self._params(), "seed": self._net.config.seed,
-                 "steps": self._steps}
+                 "params": params, "seed": self._net.config.seed, "steps": self._steps}
         state.update(self._net.state(copy=copy))
         return state
 
     def load_state_dict(self, state: dict) -> None:
         """Replace the learned state with ``state`` (from :meth:`state_dict` of a learner with
-        the same parameters); afterwards every step is bit-identical to the saved learner's."""
+        the same parameters); afterwards every step is bit-identical to the saved learner's.
+
+        Everything is checked before anything changes (see ``ColumnarNetwork.from_state``);
+        a state that does not fit raises :class:`SerializationError` (a ValueError) naming
+        the entry, and the learner keeps its state."""
         if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported state format_version {state.get('format_version')!r}"
-                             f" (this version reads {FORMAT_VERSION})")
+            raise SerializationError(f"state must be a dict, got {type(state).__name__}")
+        version = state.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise SerializationError(f"unsupported state format_version {version!r:.60} "
+                                     f"(this version reads {FORMAT_VERSION})")
         if state.get("class") != type(self).__name__:
-            raise ValueError(f"state is of a {state.get('class')!r}, not a {type(self).__name__}")
-        saved = state.get("params")
-        if isinstance(saved, dict) and "dtype" not in saved:  # saved before dtype existed
-            saved = dict(saved, dtype="float64")
-        if saved != self._params():
-            raise ValueError(f"state was saved with params {state.get('params')!r}, this learner "
-                             f"has {self._params()!r}")
+            raise SerializationError(f"state entry 'class' is {state.get('class')!r:.60}, not "
+                                     f"{type(self).__name__!r}")
+        saved = self._saved_params(state)
+        mine = {name: _plain(value) for name, value in self._params().items()}
+        if saved != mine:
+            raise SerializationError(f"state was saved with params {saved!r:.400}, this "
+                                     f"learner has {mine!r:.400}")
         steps = state.get("steps", 0)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"state 'steps' must be an int >= 0, got {steps!r}")
-        self._net = ColumnarNetwork.from_state(self._config(state.get("seed")), state)
-        self._steps = steps
-        self._grown = None
+        if type(steps) is not int or not 0 <= steps < 2**62:
+            raise SerializationError(f"state entry 'steps' must be an int in [0, 2**62), got "
+                                     f"{steps!r:.60}")
+        try:
+            config = self._config(state.get("seed"))
+        except ValueError as exc:
+            raise SerializationError(f"state entry 'seed' or 'params': {exc}") from None
+        self._adopt(ColumnarNetwork.from_state(config, state, self.steps_per_stage), steps)
+
+    @classmethod
+    def _saved_params(cls, state: dict) -> dict:
+        """The ``params`` entry of a state: exactly this class's constructor arguments."""
+        saved = state.get("params")
+        if not isinstance(saved, dict):
+            raise SerializationError("state entry 'params' must be a dict")
+        if "dtype" not in saved:  # saved before dtype existed
+            saved = dict(saved, dtype="float64")
+        if set(saved) != set(cls.PARAMS):
+            raise SerializationError(
+                f"state entry 'params' does not list the arguments of {cls.__name__}: missing "
+                f"{sorted(set(cls.PARAMS) - set(saved))}, unknown "
+                f"{sorted(map(str, set(saved) - set(cls.PARAMS)))[:10]}")
+        return saved
 
     @classmethod
     def from_state_dict(cls, state: dict):
-        """A learner built from the parameters in ``state`` with the state loaded."""
-        params = state.get("params") if isinstance(state, dict) else None
-        if not isinstance(params, dict):
-            raise ValueError("state has no 'params' dict")
-        model = cls(**params)
+        """A learner built from the parameters in ``state`` with the state loaded.
+
+        The learner is built from the state's own arrays, checked first: a state costs the
+        memory of its arrays, whatever sizes its parameters claim."""
+        if not isinstance(state, dict):
+            raise SerializationError(f"state must be a dict, got {type(state).__name__}")
+        model = cls.__new__(cls)
+        for name, value in cls._saved_params(state).items():
+            setattr(model, name, value)  # verbatim, as __init__ stores them
         model.load_state_dict(state)
         return model
 
@@ -310,10 +382,13 @@ class ColumnarLearner(LearnerCore):
 
     @classmethod
     def from_bytes(cls, data: bytes):
-        """Inverse of :meth:`to_bytes`."""
+        """Inverse of :meth:`to_bytes`. Anything wrong with ``data`` raises
+        :class:`SerializationError` (a ValueError) naming what is wrong; a hostile blob
+        costs no more memory than a few times its own length."""
         state = serialization.unpack(data)
         if state.get("class") != cls.__name__:
-            raise ValueError(f"bytes hold a {state.get('class')!r}, not a {cls.__name__}")
+            raise SerializationError(f"state entry 'class' is {state.get('class')!r:.60}, not "
+                                     f"{cls.__name__!r}")
         return cls.from_state_dict(state)
 
     def __reduce__(self):

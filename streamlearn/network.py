@@ -13,7 +13,8 @@ import hashlib
 
 import numpy as np
 
-from streamlearn._columnar import ColumnarKernel
+from streamlearn._columnar import VALUE_LIMIT, VALUE_LIMIT_F32, ColumnarKernel
+from streamlearn.serialization import SerializationError
 
 __all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "LEARNING",
            "column_array", "empty_columns"]
@@ -23,9 +24,11 @@ GATES = ("input", "forget", "output", "candidate")
 INACTIVE, FROZEN, LEARNING = 0, 1, 2
 # Index of each scalar in the kernel's ``scalars`` array.
 SCALARS = ("head_bias", "head_bias_v", "y_mean", "y_var", "y_count", "previous_value",
-           "has_previous", "head_bias_eligibility")
+           "has_previous", "head_bias_eligibility", "y_clipped")
 # Per-parameter arrays: value, the two RTRL traces, RMSProp moment, the rule's second trace.
 _KINDS = ("", "TH", "TC", "V", "AUX")
+# Per-input normalisation statistics (the kernel's arrays of length m).
+_INPUT_STATISTICS = ("x_mean", "x_var", "x_count", "x_clipped")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +239,7 @@ class ColumnarNetwork:
                       mode=initial_modes(config), hs_mean=np.zeros(n), hs_var=np.ones(n))
         arrays.update(h=np.zeros(n), c=np.zeros(n), w=np.zeros(n), vw=np.ones(n),
                       ew=np.zeros(n), scalars=np.zeros(len(SCALARS)), x_mean=np.zeros(0),
-                      x_var=np.zeros(0), x_count=np.zeros(0))
+                      x_var=np.zeros(0), x_count=np.zeros(0), x_clipped=np.zeros(0))
         arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
         return cls(config, [], arrays)
 
@@ -273,7 +276,7 @@ class ColumnarNetwork:
                 arrays[key] = new
         for j, name in enumerate(new_names):
             arrays["P"][:, :, m + j] = initial_input_weights(self.config, name)
-        for key in ("x_mean", "x_var", "x_count"):
+        for key in _INPUT_STATISTICS:
             arrays[key] = np.concatenate([self.arrays[key], np.zeros(k)])
         return ColumnarNetwork(self.config, self.names + list(new_names), arrays)
 
@@ -316,8 +319,9 @@ class ColumnarNetwork:
             "optimizer": {"name": self.config.optimizer, "v": a["V"], "head_v": a["vw"],
                           "head_bias_v": scalar["head_bias_v"]},
             "normalizer": {"x_mean": a["x_mean"], "x_var": a["x_var"], "x_count": a["x_count"],
-                           "y_mean": scalar["y_mean"], "y_var": scalar["y_var"],
-                           "y_count": scalar["y_count"]},
+                           "x_clipped": a["x_clipped"], "y_mean": scalar["y_mean"],
+                           "y_var": scalar["y_var"], "y_count": scalar["y_count"],
+                           "y_clipped": scalar["y_clipped"]},
             "lateral": {"indptr": a["lat_ptr"].astype(np.int64),
                         "indices": a["lat_src"].astype(np.int64), "weights": a["LP"],
                         "trace_h": a["LTH"], "trace_c": a["LTC"], "v": a["LV"]},
@@ -338,115 +342,198 @@ class ColumnarNetwork:
         return state
 
     @classmethod
-    def from_state(cls, config: NetworkConfig, state: dict) -> "ColumnarNetwork":
-        """Rebuild a network from :meth:`state` output, checking shapes and values."""
+    def from_state(cls, config: NetworkConfig, state: dict, steps_per_stage: int = 0
+                   ) -> "ColumnarNetwork":
+        """Rebuild a network from :meth:`state` output. Every entry is checked before it is
+        used (shape, type, the invariants the kernel keeps: finite values within its limit,
+        moments and counts >= 0, |h| <= 1, the stage schedule of ``steps_per_stage``), and
+        nothing is allocated beyond the size of the arrays given; any failure raises
+        :class:`SerializationError` naming the entry."""
         n = config.n_columns
-        try:
-            names = list(state["feature_names"])
-            m = len(names)
-            opt, norm, lat, st = (state["optimizer"], state["normalizer"], state["lateral"],
-                                  state["stages"])
-            lat_ptr, lat_src = _csr(lat["indptr"], lat["indices"], n)
-            nnz = len(lat_src)
-            st_ptr = _int_array(st["indptr"], "stages/indptr")
-            if not np.array_equal(st_ptr, stage_structure(config)):
-                raise ValueError("stages/indptr does not match columns_per_stage")
-            nst = int(st_ptr[-1])
-            mode = _int_array(st["mode"], "stages/mode")
-            if mode.shape != (n,) or not np.all(np.isin(mode, (INACTIVE, FROZEN, LEARNING))):
-                raise ValueError("stages/mode must hold one mode (0, 1, 2) per column")
-            arrays = {
-                "P": _array(state["parameters"], "parameters", (n, 4, m + 2)),
-                "TH": _array(state["trace_h"], "trace_h", (n, 4, m + 2)),
-                "TC": _array(state["trace_c"], "trace_c", (n, 4, m + 2)),
-                "V": _array(opt["v"], "optimizer/v", (n, 4, m + 2)),
-                "h": _array(state["h"], "h", (n,)),
-                "c": _array(state["c"], "c", (n,)),
-                "w": _array(state["head_weights"], "head_weights", (n,)),
-                "vw": _array(opt["head_v"], "optimizer/head_v", (n,)),
-                "ew": np.zeros(n),
-                "x_mean": _array(norm["x_mean"], "normalizer/x_mean", (m,)),
-                "x_var": _array(norm["x_var"], "normalizer/x_var", (m,)),
-                "x_count": _array(norm["x_count"], "normalizer/x_count", (m,)),
-                "lat_ptr": lat_ptr, "lat_src": lat_src,
-                "LP": _array(lat["weights"], "lateral/weights", (nnz, 4)),
-                "LTH": _array(lat["trace_h"], "lateral/trace_h", (nnz, 4)),
-                "LTC": _array(lat["trace_c"], "lateral/trace_c", (nnz, 4)),
-                "LV": _array(lat["v"], "lateral/v", (nnz, 4)),
-                "st_ptr": st_ptr, "mode": mode,
-                "SP": _array(st["weights"], "stages/weights", (nst, 4)),
-                "STH": _array(st["trace_h"], "stages/trace_h", (nst, 4)),
-                "STC": _array(st["trace_c"], "stages/trace_c", (nst, 4)),
-                "SV": _array(st["v"], "stages/v", (nst, 4)),
-                "hs_mean": _array(st["h_mean"], "stages/h_mean", (n,)),
-                "hs_var": _array(st["h_var"], "stages/h_var", (n,)),
-            }
-            scalars = {"head_bias": state["head_bias"], "head_bias_v": opt["head_bias_v"],
-                       "y_mean": norm["y_mean"], "y_var": norm["y_var"],
-                       "y_count": norm["y_count"], "previous_value": 0.0, "has_previous": 0.0,
-                       "head_bias_eligibility": 0.0}
-            if config.rule == "meta":
-                meta = state["meta"]
-                arrays["AUX"] = _array(meta["trace_w"], "meta/trace_w", (n, 4, m + 2))
-                arrays["LAUX"] = _array(meta["lateral_trace_w"], "meta/lateral_trace_w",
-                                        (nnz, 4))
-                arrays["SAUX"] = _array(meta["stage_trace_w"], "meta/stage_trace_w", (nst, 4))
-            if config.rule == "td":
-                td = state["td"]
-                arrays["AUX"] = _array(td["eligibility"], "td/eligibility", (n, 4, m + 2))
-                arrays["LAUX"] = _array(td["lateral_eligibility"], "td/lateral_eligibility",
-                                        (nnz, 4))
-                arrays["SAUX"] = _array(td["stage_eligibility"], "td/stage_eligibility",
-                                        (nst, 4))
-                arrays["ew"] = _array(td["head_eligibility"], "td/head_eligibility", (n,))
-                for key in ("previous_value", "has_previous", "head_bias_eligibility"):
-                    scalars[key] = td[key]
-        except KeyError as exc:
-            raise ValueError(f"state dict is missing {exc}") from None
-        arrays["scalars"] = _array([scalars[k] for k in SCALARS], "scalars", (len(SCALARS),))
-        if opt.get("name", config.optimizer) != config.optimizer:
-            raise ValueError(f"state was saved with optimizer {opt['name']!r}, "
-                             f"not {config.optimizer!r}")
+        get = _Entries(state)
+        names = get.names()
+        m = len(names)
+        own = (n, 4, m + 2)
+        get.shape("parameters", own)  # before anything is built from n
+        own_limit = VALUE_LIMIT_F32 if config.dtype == "float32" else VALUE_LIMIT
+        lat_ptr, lat_src = _csr(get.ints("lateral/indptr"), get.ints("lateral/indices"), n)
+        nnz = len(lat_src)
+        st_ptr = get.ints("stages/indptr")
+        if not np.array_equal(st_ptr, stage_structure(config)):
+            raise SerializationError("state entry 'stages/indptr' does not match "
+                                     "columns_per_stage")
+        nst = int(st_ptr[-1])
+        mode = get.ints("stages/mode")
+        expected = initial_modes(config)
+        if steps_per_stage and config.columns_per_stage:
+            stage = min(int(get.number("steps", integral=True)) // steps_per_stage,
+                        config.n_stages - 1)
+            expected[:stage * config.per_stage] = FROZEN
+            expected[stage * config.per_stage:(stage + 1) * config.per_stage] = LEARNING
+        if not np.array_equal(mode, expected):
+            raise SerializationError("state entry 'stages/mode' does not match the stage "
+                                     "schedule of its steps")
+        moment = {"low": 0.0, "high": np.inf}
+        arrays = {
+            "P": get.array("parameters", own, high=own_limit),
+            "TH": get.array("trace_h", own, high=own_limit),
+            "TC": get.array("trace_c", own, high=own_limit),
+            "V": get.array("optimizer/v", own, **moment),
+            "h": get.array("h", (n,), high=1.0),
+            "c": get.array("c", (n,)),
+            "w": get.array("head_weights", (n,)),
+            "vw": get.array("optimizer/head_v", (n,), **moment),
+            "ew": np.zeros(n),
+            "x_mean": get.array("normalizer/x_mean", (m,)),
+            "x_var": get.array("normalizer/x_var", (m,), **moment),
+            "x_count": get.array("normalizer/x_count", (m,), integral=True, **moment),
+            "x_clipped": get.array("normalizer/x_clipped", (m,), integral=True,
+                                   default=np.zeros(m), **moment),
+            "lat_ptr": lat_ptr, "lat_src": lat_src,
+            "LP": get.array("lateral/weights", (nnz, 4)),
+            "LTH": get.array("lateral/trace_h", (nnz, 4)),
+            "LTC": get.array("lateral/trace_c", (nnz, 4)),
+            "LV": get.array("lateral/v", (nnz, 4), **moment),
+            "st_ptr": st_ptr, "mode": mode,
+            "SP": get.array("stages/weights", (nst, 4)),
+            "STH": get.array("stages/trace_h", (nst, 4)),
+            "STC": get.array("stages/trace_c", (nst, 4)),
+            "SV": get.array("stages/v", (nst, 4), **moment),
+            "hs_mean": get.array("stages/h_mean", (n,)),
+            "hs_var": get.array("stages/h_var", (n,), **moment),
+        }
+        if np.any(arrays["x_clipped"] > arrays["x_count"]):
+            raise SerializationError("state entry 'normalizer/x_clipped' exceeds x_count")
+        y_count = get.number("normalizer/y_count", integral=True, **moment)
+        scalars = {"head_bias": get.number("head_bias"),
+                   "head_bias_v": get.number("optimizer/head_bias_v", **moment),
+                   "y_mean": get.number("normalizer/y_mean"),
+                   "y_var": get.number("normalizer/y_var", **moment), "y_count": y_count,
+                   "y_clipped": get.number("normalizer/y_clipped", integral=True, low=0.0,
+                                           high=y_count, default=0.0),
+                   "previous_value": 0.0, "has_previous": 0.0, "head_bias_eligibility": 0.0}
+        optimizer = get.value("optimizer/name", config.optimizer)
+        if optimizer != config.optimizer:
+            raise SerializationError(f"state was saved with optimizer {optimizer!r}, "
+                                     f"not {config.optimizer!r}")
+        if config.rule in ("meta", "td"):
+            section, names_ = (("meta", ("trace_w", "lateral_trace_w", "stage_trace_w"))
+                               if config.rule == "meta" else
+                               ("td", ("eligibility", "lateral_eligibility",
+                                       "stage_eligibility")))
+            for key, name, shape, limit in zip(("AUX", "LAUX", "SAUX"), names_,
+                                               (own, (nnz, 4), (nst, 4)),
+                                               (own_limit, VALUE_LIMIT, VALUE_LIMIT)):
+                arrays[key] = get.array(f"{section}/{name}", shape, high=limit)
+        if config.rule == "td":
+            arrays["ew"] = get.array("td/head_eligibility", (n,))
+            scalars["head_bias_eligibility"] = get.number("td/head_bias_eligibility")
+            scalars["previous_value"] = get.number("td/previous_value")
+            scalars["has_previous"] = get.number("td/has_previous", low=0.0, high=1.0,
+                                                 integral=True)
+        arrays["scalars"] = np.array([scalars[k] for k in SCALARS])
         for key in _KINDS:  # the per-parameter arrays into the kernel's layout and type
             key = key or "P"
             if key in arrays:
                 arrays[key] = column_array(arrays[key], key, config.dtype)
                 if not np.all(np.isfinite(arrays[key])):
-                    raise ValueError(f"state entry for {key} overflows {config.dtype}")
+                    raise SerializationError(f"state entry for {key} overflows {config.dtype}")
         return cls(config, names, arrays)
 
 
-def _int_array(value, name: str) -> np.ndarray:
-    try:
-        out = np.array(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"state entry {name!r} is not an integer array") from None
-    if out.dtype.kind not in "iu":
-        raise ValueError(f"state entry {name!r} is not an integer array")
-    return out.astype(np.intp)
+class _Entries:
+    """Checked access to a state dict's entries by path ("optimizer/v"); every error is a
+    SerializationError that names the entry. Values must be real numbers (bool, complex,
+    str and object values are refused, not coerced); floating values finite and, unless
+    told otherwise, within the kernel's limit on stored values."""
+
+    def __init__(self, state):
+        if not isinstance(state, dict):
+            raise SerializationError(f"state must be a dict, got {type(state).__name__}")
+        self.state = state
+
+    def value(self, path: str, default=None):
+        node = self.state
+        for part in path.split("/"):
+            if not isinstance(node, dict):
+                raise SerializationError(f"state entry {path!r}: its parent is a "
+                                         f"{type(node).__name__}, not a dict")
+            if part not in node:
+                if default is not None:
+                    return default
+                raise SerializationError(f"state entry {path!r} is missing")
+            node = node[part]
+        return node
+
+    def names(self) -> list:
+        names = self.value("feature_names")
+        if not isinstance(names, (list, tuple)):
+            raise SerializationError("state entry 'feature_names' must be a list, got a "
+                                     f"{type(names).__name__}")
+        for name in names:
+            if isinstance(name, bool) or not isinstance(name, (str, int)):
+                raise SerializationError("state entry 'feature_names' must hold str or int "
+                                         f"names, got {name!r:.60}")
+        if len(set(names)) != len(names):
+            raise SerializationError("state entry 'feature_names' repeats a name")
+        return list(names)
+
+    def _numeric(self, path: str, value) -> np.ndarray:
+        try:
+            out = np.asarray(value)
+        except (TypeError, ValueError, RecursionError, OverflowError):
+            raise SerializationError(f"state entry {path!r} is not numeric") from None
+        if out.dtype.kind not in "fiu":
+            raise SerializationError(f"state entry {path!r} must hold real numbers, got "
+                                     f"dtype {out.dtype}")
+        return out
+
+    def shape(self, path: str, shape: tuple) -> None:
+        got = np.shape(self._numeric(path, self.value(path)))
+        if got != shape:
+            raise SerializationError(f"state entry {path!r} has shape {got}, expected {shape}")
+
+    def array(self, path: str, shape: tuple, low: float = -VALUE_LIMIT,
+              high: float = VALUE_LIMIT, integral: bool = False, default=None) -> np.ndarray:
+        """A fresh, writable float64 copy; ``low`` = -``high`` unless given."""
+        out = self._numeric(path, self.value(path, default))
+        if out.shape != shape:
+            raise SerializationError(f"state entry {path!r} has shape {out.shape}, expected "
+                                     f"{shape}")
+        out = out.astype(np.float64)  # a copy, always
+        low = -high if low == -VALUE_LIMIT else low
+        if not np.all(np.isfinite(out)):
+            raise SerializationError(f"state entry {path!r} holds non-finite values")
+        if np.any(out < low) or np.any(out > high):
+            raise SerializationError(f"state entry {path!r} holds values outside "
+                                     f"[{low:g}, {high:g}]")
+        if integral and np.any(out != np.floor(out)):
+            raise SerializationError(f"state entry {path!r} must hold whole numbers")
+        return out
+
+    def number(self, path: str, low: float = -VALUE_LIMIT, high: float = VALUE_LIMIT,
+               integral: bool = False, default=None) -> float:
+        value = self.value(path, default)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float,
+                                                                          np.number)):
+            raise SerializationError(f"state entry {path!r} must be a number, got "
+                                     f"{type(value).__name__}")
+        return float(self.array(path, (), low, high, integral, default))
+
+    def ints(self, path: str) -> np.ndarray:
+        out = self._numeric(path, self.value(path))
+        if out.dtype.kind not in "iu" or out.ndim != 1:
+            raise SerializationError(f"state entry {path!r} must be a 1-D integer array")
+        return out.astype(np.intp)
 
 
 def _csr(indptr, indices, n: int) -> tuple:
     """Validated CSR structure of lateral connections (no self-connections)."""
-    indptr = _int_array(indptr, "lateral/indptr")
-    indices = _int_array(indices, "lateral/indices")
     if indptr.shape != (n + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0) \
-            or indices.ndim != 1 or indptr[-1] != len(indices):
-        raise ValueError("lateral indptr/indices are not a valid CSR structure")
+            or indptr[-1] != len(indices):
+        raise SerializationError("state entries 'lateral/indptr' and 'lateral/indices' are "
+                                 "not a valid CSR structure")
     receivers = np.repeat(np.arange(n), np.diff(indptr))
     if np.any(indices < 0) or np.any(indices >= n) or np.any(indices == receivers):
-        raise ValueError("lateral indices must name other columns")
+        raise SerializationError("state entry 'lateral/indices' must name other columns")
     return indptr, indices
-
-
-def _array(value, name: str, shape: tuple) -> np.ndarray:
-    """A fresh, writable, finite float64 copy of ``value`` with the expected shape."""
-    try:
-        out = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError):
-        raise ValueError(f"state entry {name!r} is not numeric") from None
-    if out.shape != shape:
-        raise ValueError(f"state entry {name!r} has shape {out.shape}, expected {shape}")
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"state entry {name!r} holds non-finite values")
-    return out

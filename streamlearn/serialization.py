@@ -87,13 +87,36 @@ def pack(state: dict) -> bytes:
 def _join(tree, arrays: dict):
     if isinstance(tree, dict):
         if set(tree) == {"__array__"}:
-            return arrays[tree["__array__"]]
+            path = tree["__array__"]
+            if not isinstance(path, str) or path not in arrays:
+                raise SerializationError(f"state header refers to an unknown array {path!r:.80}")
+            return arrays[path]
         return {k: _join(v, arrays) for k, v in tree.items()}
     return tree
 
 
+def _spec(spec) -> tuple:
+    """(path, dtype, shape) of one entry of the header's array list, checked."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+        raise SerializationError(f"state header has a malformed array entry {spec!r:.80}")
+    path = spec["path"]
+    dtype = _DTYPES.get(spec.get("dtype")) if isinstance(spec.get("dtype"), str) else None
+    if dtype is None:
+        raise SerializationError(f"array {path!r:.80}: unsupported dtype "
+                                 f"{spec.get('dtype')!r:.40}")
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or len(shape) > 8 \
+            or any(type(size) is not int or size < 0 for size in shape):
+        raise SerializationError(f"array {path!r:.80}: malformed shape {shape!r:.80}")
+    return path, dtype, tuple(shape)
+
+
 def unpack(data: bytes) -> dict:
-    """Inverse of :func:`pack`; raises :class:`SerializationError` on any damage."""
+    """Inverse of :func:`pack`; raises :class:`SerializationError` on any damage. Arrays are
+    checked against the bytes present before any is built, so a damaged or hostile header
+    costs no more memory than the data itself."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SerializationError(f"state must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < len(MAGIC) + 12 or not data.startswith(MAGIC):
         raise SerializationError("not a streamlearn state (bad magic bytes)")
@@ -102,28 +125,32 @@ def unpack(data: bytes) -> dict:
         raise SerializationError("state is corrupt or truncated (checksum mismatch)")
     (n_head,) = struct.unpack("<Q", body[len(MAGIC): len(MAGIC) + 8])
     start = len(MAGIC) + 8
+    if start + n_head > len(body):
+        raise SerializationError("state header is truncated")
     try:
         header = json.loads(body[start: start + n_head])
-        specs = header["arrays"]
-        tree = header["tree"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SerializationError(f"state header is unreadable: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise SerializationError(f"state header is unreadable: {str(exc)[:200]}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list) \
+            or not isinstance(header.get("tree"), dict):
+        raise SerializationError("state header must be an object with an 'arrays' list and a "
+                                 "'tree' object")
     offset = start + n_head
     arrays = {}
     writable = bytearray(body)  # one copy: the arrays are writable views of it
-    for spec in specs:
-        dtype = _DTYPES.get(spec.get("dtype"))
-        if dtype is None:
-            raise SerializationError(f"unsupported dtype {spec.get('dtype')!r}")
-        shape = tuple(int(s) for s in spec["shape"])
-        if any(s < 0 for s in shape):
-            raise SerializationError(f"negative shape {shape}")
+    for spec in header["arrays"]:
+        path, dtype, shape = _spec(spec)
+        if path in arrays:
+            raise SerializationError(f"array {path!r:.80} is listed twice")
         count = math.prod(shape)
         if offset + count * dtype.itemsize > len(body):
-            raise SerializationError("state is truncated")
+            raise SerializationError(f"array {path!r:.80} is truncated")
         array = np.frombuffer(writable, dtype=dtype, count=count, offset=offset).reshape(shape)
-        arrays[spec["path"]] = array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+        arrays[path] = array if dtype.isnative else array.astype(dtype.newbyteorder("="))
         offset += count * dtype.itemsize
     if offset != len(body):
         raise SerializationError("state has trailing bytes")
-    return _join(tree, arrays)
+    try:
+        return _join(header["tree"], arrays)
+    except RecursionError:
+        raise SerializationError("state header is nested too deeply") from None

@@ -130,7 +130,6 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         self.dtype = dtype
         self.seed = seed
         self._setup()
-        self._td_error = None
 
     def _rule(self) -> str:
         return "td"
@@ -148,6 +147,10 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         yield {"n_columns": 4, "columns_per_stage": 1, "steps_per_stage": 10, "seed": 2,
                "normalize": True}
         yield {"n_columns": 4, "dtype": "float32", "seed": 3}
+
+    def _adopt(self, net, steps: int) -> None:
+        super()._adopt(net, steps)
+        self._td_error = None
 
     @property
     def _supervised(self) -> bool:

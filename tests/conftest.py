@@ -19,7 +19,7 @@ def load_random_parameters(model: ColumnarRegressor, names, rng, scale=1.0):
         head_weights=rng.uniform(-scale, scale, size=n),
     )
     state["optimizer"]["v"] = np.ones((n, 4, m + 2))
-    for key in ("x_mean", "x_var", "x_count"):
+    for key in ("x_mean", "x_var", "x_count", "x_clipped"):
         state["normalizer"][key] = np.zeros(m)
     model.load_state_dict(state)
 

@@ -19,28 +19,38 @@ def _require(binary: str) -> str:
     return path
 
 
-@contextlib.contextmanager
-def redis_server(tmp_path):
-    """A private redis-server; yields its port."""
+def start_redis(directory, port: int, durable: bool = False) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:``port`` keeping its data in ``directory`` (with
+    ``durable``, an append-only file synced at every write: it survives SIGKILL), ready."""
     import redis
 
-    port = free_port()
     proc = subprocess.Popen([_require("redis-server"), "--bind", "127.0.0.1", "--port",
-                             str(port), "--save", "", "--appendonly", "no", "--dir",
-                             str(tmp_path)], stdout=subprocess.DEVNULL)
+                             str(port), "--save", "", "--appendonly",
+                             "yes" if durable else "no", "--appendfsync", "always",
+                             "--dir", str(directory)], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port)
 
     def ready():
         try:
             return client.ping()
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.ResponseError):  # LOADING the AOF
             return False
 
     try:
         wait_for(ready, timeout=20, what="redis-server")
-        yield port
     finally:
         client.close()
+    return proc
+
+
+@contextlib.contextmanager
+def redis_server(tmp_path):
+    """A private redis-server; yields its port."""
+    port = free_port()
+    proc = start_redis(tmp_path, port)
+    try:
+        yield port
+    finally:
         proc.terminate()
         proc.wait(timeout=20)
 

@@ -35,9 +35,9 @@ def test_sigkill_at_random_moments_ends_bit_identical(tmp_path):
         proc = start_cli("run", "--source", events, "--checkpoint-dir", crashed, *ARGS)
         kill_when(proc, crashed, int(share * 30_000))
         assert proc.returncode == -signal.SIGKILL, "the kill must come mid-stream"
-        assert 0 < inspect(crashed)["positions"]["file"] < size
+        assert 0 < inspect(crashed)["positions"]["file"][1] < size
     final = _run_to_end(events, crashed)
-    assert final["positions"] == {"file": size}
+    assert final["positions"] == {"file": [0, size]}
     assert final["learners"] == reference["learners"]
 
 
@@ -87,7 +87,7 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):
     assert proc.wait(timeout=30) == 0
     state = inspect(ck)
     assert state["learners"]["late"]["events"] == 1
-    assert state["positions"]["file"] == os.path.getsize(events)
+    assert state["positions"]["file"] == [0, os.path.getsize(events)]
 
 
 def test_corrupt_manifest_falls_back_to_the_previous_one(tmp_path):

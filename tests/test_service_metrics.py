@@ -43,7 +43,7 @@ def test_metrics_count_every_outcome(tmp_path):
     # replaying the same file from the start: every event is a duplicate
     registry2 = CollectorRegistry()
     metrics2 = ServiceMetrics(registry2)
-    positions = {"file": int(store.load()["positions"]["file"])}
+    positions = {"file": FileSource.decode(store.load()["positions"]["file"])}
     Service(FileSource(tmp_path / "e.jsonl"), pool, store, metrics2, positions).run(_Never())
     assert registry2.get_sample_value("streamlearn_events_total",
                                       {"outcome": "duplicate"}) == len(lines)
