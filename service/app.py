@@ -11,6 +11,7 @@ import os
 import time
 
 from .events import Invalid, Limits, parse
+from .pool import CorruptLearner
 from .sources import SourceError
 
 __all__ = ["Service"]
@@ -24,13 +25,15 @@ CHECKPOINT_RETRY_SECONDS = 1.0
 
 class Service:
     """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
-    applied events, when idle for ``idle_seconds`` with unsaved progress, and at the end.
+    events, every ``checkpoint_interval`` seconds and when idle for ``idle_seconds`` with
+    unsaved progress, and at the end.
     ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None.
     ``limits`` bound each event (and the features a learner may grow to); a learner that
     refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``)."""
 
     def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
-                 dead_letters=None, checkpoint_every: int = 10_000, idle_seconds: float = 1.0,
+                 dead_letters=None, checkpoint_every: int = 10_000,
+                 checkpoint_interval: float = 10.0, idle_seconds: float = 1.0,
                  limits: Limits = Limits(), reset_after: int = 10, clock=time.monotonic):
         self.source = source
         self.pool = pool
@@ -40,6 +43,7 @@ class Service:
         self.predictions = list(predictions or [])
         self.dead_letters = dead_letters
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
         self.idle_seconds = idle_seconds
         self.limits = limits
         self.reset_after = reset_after
@@ -49,6 +53,7 @@ class Service:
         self._last_activity = clock()
         self._last_lag = 0.0
         self._retry_at = 0.0  # no checkpoint attempt before this (a failed one waits)
+        self._checkpointed = clock()
 
     def run(self, stop) -> bool:
         """Until ``stop`` is set or a finite source ends; ends with a checkpoint. Returns
@@ -59,9 +64,10 @@ class Service:
             if batch is None:
                 break
             now = self.clock()
-            if not batch:
-                if self._since_checkpoint and now - self._last_activity >= self.idle_seconds:
-                    self.checkpoint()
+            if self._since_checkpoint and (
+                    now - self._checkpointed >= self.checkpoint_interval
+                    or not batch and now - self._last_activity >= self.idle_seconds):
+                self.checkpoint()
             for record in batch:
                 self.handle(record)
                 if self._since_checkpoint >= self.checkpoint_every:
@@ -97,7 +103,10 @@ class Service:
         self._since_checkpoint += 1
 
     def _apply(self, record, event):
-        learner = self.pool.get(event.key)
+        try:
+            learner = self.pool.get(event.key)
+        except CorruptLearner as exc:
+            return Invalid("learner_corrupt", str(exc))
         known = learner.n_features
         if known + len(event.x) > self.limits.max_features:  # the exact count, when close
             grown = known + len(set(event.x).difference(learner.feature_names))
@@ -159,9 +168,11 @@ class Service:
         return True
 
     def checkpoint(self) -> bool:
-        """Write learners and positions atomically, then acknowledge to the source. Not
-        while a prediction sink holds unwritten lines: a checkpoint past them would lose
-        them. Returns whether the state on disk is now current."""
+        """Write the learners changed since the last checkpoint and the positions in one
+        transaction, then acknowledge to the source. Not while a prediction sink holds
+        unwritten lines: a checkpoint past them would lose them. Returns whether the state
+        on disk is now current. A store that fails (StoreError) stops the service: the
+        last checkpoint is intact, and the next run replays from it."""
         if not self._since_checkpoint and not self._unacked and not self.pool.dirty:
             return True
         if self.clock() < self._retry_at:
@@ -176,8 +187,10 @@ class Service:
                 if stream.fileno() > 2:
                     os.fsync(stream.fileno())
         positions = {p: self.source.encode(v) for p, v in self.positions.items()}
-        self.store.commit(positions, self.pool.snapshot(), self.source.name,
-                          self.source.state(self.positions))
+        written = self.pool.flush()
+        self.store.commit(positions, self.source.name, self.source.state(self.positions))
+        self._checkpointed = self.clock()
+        self.metrics.checkpoint_learners.observe(written)
         self.source.ack(self._unacked)
         self._unacked = []
         self._since_checkpoint = 0

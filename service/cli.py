@@ -1,4 +1,4 @@
-"""``streamlearn-service``: run | produce | inspect (DESIGN.md section 3)."""
+"""``streamlearn-service``: run | produce | inspect | reset (DESIGN.md section 3)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from .app import Service
-from .checkpoint import CheckpointError, CheckpointStore
-from .config import Config, build_model, parse_param
+from .config import Config, build_model, learner_class, parse_param
 from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
 from .sources import RedisTarget, open_source
+from .store import StateStore, StoreError
 
 log = logging.getLogger("streamlearn.service")
 
@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-address", help="HOST:PORT of /metrics (default "
                      "127.0.0.1:9464; 'none' to disable)")
     run.add_argument("--checkpoint-dir", help="default ./streamlearn-checkpoint")
-    run.add_argument("--checkpoint-every", type=int, help="events between checkpoints")
+    run.add_argument("--checkpoint-every", type=int, help="events between checkpoints "
+                     "(default 10000)")
+    run.add_argument("--checkpoint-interval", type=float, help="seconds between checkpoints "
+                     "(default 10)")
     run.add_argument("--max-learners", type=int, help="learners kept in memory")
     run.add_argument("--predictions", help="file for predictions as JSON lines, - for stdout")
     run.add_argument("--dead-letter", help="file for rejected events as JSON lines")
@@ -53,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="summarise a checkpoint folder")
     inspect.add_argument("directory")
     inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--verify", action="store_true", help="read back every stored "
+                         "state; list the keys whose state is damaged (exit 1 if any)")
+    reset = sub.add_parser("reset", help="forget the stored state of keys (while no run "
+                           "uses the folder): their next events start fresh learners")
+    reset.add_argument("directory")
+    reset.add_argument("keys", nargs="+", metavar="KEY")
     return parser
 
 
@@ -67,24 +76,28 @@ def _open_output(path: str | None):
 def build(config: Config, registry: CollectorRegistry):
     """The service of ``config`` on ``registry``, resumed from its checkpoint; also returns the
     output files to close."""
-    store = CheckpointStore(config.checkpoint_dir)
-    store.lock()
-    manifest = store.load() or {"positions": {}, "learners": {}}
+    store = StateStore(config.checkpoint_dir)
     pool = LearnerPool(build_model(config), config.seed, store, config.max_learners)
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
     pool.on_evict = metrics.evictions.inc
-    pool.restore(manifest["learners"])
-    source = open_source(config.source, config.follow, manifest["positions"],
-                         manifest.get("source_state"), config.limits,
+
+    def corrupt(key, why):
+        metrics.corrupt.inc()
+        log.error("%s; its events are dead-lettered (learner_corrupt) until "
+                  "'streamlearn-service reset %s KEY'", why, config.checkpoint_dir)
+    pool.on_corrupt = corrupt
+    saved = store.positions()
+    source = open_source(config.source, config.follow, saved, store.meta("source_state", {}),
+                         config.limits,
                          on_error=lambda kind: metrics.source_errors.labels(kind=kind).inc())
-    positions = {p: source.decode(v) for p, v in manifest["positions"].items()} \
-        if source.replayable else {}
+    positions = {p: source.decode(v) for p, v in saved.items()} if source.replayable else {}
     predictions = [_open_output(config.predictions)] if config.predictions else []
     if hasattr(source, "prediction_sink"):
         predictions.append(source.prediction_sink())
     dead = _open_output(config.dead_letter)
     service = Service(source, pool, store, metrics, positions, predictions=predictions,
                       dead_letters=dead, checkpoint_every=config.checkpoint_every,
+                      checkpoint_interval=config.checkpoint_interval,
                       limits=config.limits, reset_after=config.reset_after)
     return service, [out for out in [*predictions, dead]
                      if out is not None and out is not sys.stdout]
@@ -114,25 +127,47 @@ def run(config: Config) -> int:
         for out in outputs:
             out.close()
         service.source.close()
+        service.store.close()
     return 0 if saved else 1
 
 
-def inspect(directory: str, as_json: bool) -> int:
-    manifest = CheckpointStore(directory).load()
-    if manifest is None:
-        print(f"no checkpoint in {directory}", file=sys.stderr)
-        return 1
-    summary = {"source": manifest["source"], "positions": manifest["positions"],
-               "learners": {key: {"events": ref["events"], "sha256": ref["sha256"]}
-                            for key, ref in manifest["learners"].items()}}
+def inspect(directory: str, as_json: bool, verify: bool) -> int:
+    store = StateStore(directory, writer=False)
+    learners, damaged = {}, []
+    for key, events, digest, state in store.summary():
+        learners[key] = {"events": events, "sha256": digest}
+        if verify:
+            try:
+                learner_class(state).from_bytes(state)
+            except ValueError as exc:
+                damaged.append((key, str(exc)))
+    summary = {"source": store.meta("source"), "positions": store.positions(),
+               "learners": learners}
+    if verify:
+        summary["damaged"] = {key: why for key, why in damaged}
     if as_json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        events = sum(v["events"] for v in manifest["learners"].values())
-        print(f"source: {manifest['source']}")
-        for partition, position in sorted(manifest["positions"].items()):
+        print(f"source: {summary['source']}")
+        for partition, position in sorted(summary["positions"].items()):
             print(f"position {partition}: {position}")
-        print(f"learners: {len(manifest['learners'])}, events applied: {events}")
+        print(f"learners: {len(learners)}, events applied: "
+              f"{sum(v['events'] for v in learners.values())}")
+        for key, why in damaged:
+            print(f"damaged: {key!r}: {why}")
+    return 1 if damaged else 0
+
+
+def reset(directory: str, keys: list) -> int:
+    store = StateStore(directory)
+    try:
+        for key in keys:
+            if not store.delete(key):
+                print(f"no stored state for key {key!r}", file=sys.stderr)
+        store.commit(store.positions(), store.meta("source", ""),
+                     store.meta("source_state", {}))
+    finally:
+        store.close()
     return 0
 
 
@@ -150,8 +185,10 @@ def main(argv=None) -> int:
                 count = RedisTarget(args.target).publish(stream)
             print(f"published {count} events", file=sys.stderr)
             return 0
-        return inspect(args.directory, args.json)
-    except (ValueError, OSError, CheckpointError) as exc:
+        if args.command == "reset":
+            return reset(args.directory, args.keys)
+        return inspect(args.directory, args.json, args.verify)
+    except (ValueError, OSError, StoreError) as exc:
         print(f"streamlearn-service: error: {exc}", file=sys.stderr)
         return 2
 

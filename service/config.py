@@ -10,11 +10,11 @@ import dataclasses
 import json
 import tomllib
 
-from streamlearn import ColumnarRegressor
+from streamlearn import ColumnarRegressor, ColumnarTD, serialization
 
 from .events import Limits
 
-__all__ = ["Config", "MODELS", "build_model", "parse_param"]
+__all__ = ["Config", "MODELS", "build_model", "learner_class", "parse_param"]
 
 MODELS = {"columnar": ColumnarRegressor}
 
@@ -28,6 +28,7 @@ class Config:
     metrics_address: str | None = "127.0.0.1:9464"
     checkpoint_dir: str = "streamlearn-checkpoint"
     checkpoint_every: int = 10_000
+    checkpoint_interval: float = 10.0
     max_learners: int = 10_000
     predictions: str | None = None
     dead_letter: str | None = None
@@ -65,6 +66,10 @@ class Config:
             value = getattr(config, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if type(config.checkpoint_interval) not in (int, float) \
+                or not config.checkpoint_interval > 0:
+            raise ValueError(f"checkpoint_interval must be a number of seconds > 0, got "
+                             f"{config.checkpoint_interval!r}")
         return config
 
     @property
@@ -92,3 +97,13 @@ def build_model(config: Config):
         return MODELS[config.model](**params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for model {config.model!r}: {exc}") from None
+
+
+def learner_class(state: bytes):
+    """The learner class that a stored state names (SerializationError if none does)."""
+    name = serialization.unpack(state).get("class")
+    for cls in (ColumnarRegressor, ColumnarTD):
+        if cls.__name__ == name:
+            return cls
+    raise serialization.SerializationError(f"state entry 'class' is {name!r:.60}, not a "
+                                           "streamlearn learner")

@@ -16,7 +16,8 @@ __all__ = ["Event", "Invalid", "Limits", "parse", "REASONS", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "default"
 REASONS = ("malformed_json", "line_too_long", "not_object", "bad_key", "missing_x", "bad_x",
-           "too_many_features", "bad_feature", "out_of_range", "bad_target", "learner_error")
+           "too_many_features", "bad_feature", "out_of_range", "bad_target", "learner_error",
+           "learner_corrupt")
 
 
 class Event(NamedTuple):

@@ -120,6 +120,11 @@ class ServiceMetrics:
                          ["partition"], registry=registry)
         self.resets = Counter("streamlearn_learner_resets", "Learners reset after refusing "
                               "events in a row", registry=registry)
+        self.corrupt = Counter("streamlearn_learner_corrupt", "Keys whose stored state could "
+                               "not be read back", registry=registry)
+        self.checkpoint_learners = Histogram(
+            "streamlearn_checkpoint_learners", "Learners written by one checkpoint",
+            buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000), registry=registry)
         self.source_errors = Counter("streamlearn_source_errors", "Broker faults by kind "
                                      "(each retried)", ["kind"], registry=registry)
         Gauge("streamlearn_learners", "Learners in memory",

@@ -2,13 +2,17 @@
 
 A key's learner is ``prototype.clone({"seed": key_seed(seed, key)})``, so its state depends
 only on the configuration and that key's events. At most ``max_learners`` stay in memory;
-the least recently used one is written to the checkpoint store (never dropped) and read back
-on its next event.
+the least recently used one is written to the store (into its open transaction: durable
+with the next checkpoint, never before) and read back on its next event.
 
 A learner that refuses ``reset_after`` events in a row (FloatingPointError: it diverged and
 keeps its state, so it would refuse every later event too) is reset: replaced by the
-prototype's fresh learner for that key. The run of refusals is part of the checkpoint, so
+prototype's fresh learner for that key. The run of refusals is stored with the learner, so
 resets happen at the same event whatever the checkpoint cadence or crashes.
+
+A stored state that cannot be read back (damaged bytes) makes its key *corrupt*: the pool
+raises :class:`CorruptLearner` for it until an operator resets the key
+(``streamlearn-service reset DIR KEY``); every other key is served as usual.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from __future__ import annotations
 import collections
 import zlib
 
-__all__ = ["LearnerPool", "key_seed"]
+__all__ = ["LearnerPool", "CorruptLearner", "key_seed"]
+
+
+class CorruptLearner(Exception):
+    """The stored state of a key cannot be read back."""
 
 
 def key_seed(seed: int, key: str) -> int:
@@ -25,10 +33,18 @@ def key_seed(seed: int, key: str) -> int:
         & (2**63 - 1)
 
 
-class LearnerPool:
-    """key -> learner, LRU-bounded; tracks each key's applied-event count and saved blob."""
+class _Entry:
+    __slots__ = ("learner", "events", "refused")
 
-    def __init__(self, prototype, seed: int, store, max_learners: int, on_evict=None):
+    def __init__(self, learner, events: int = 0, refused: int = 0):
+        self.learner, self.events, self.refused = learner, events, refused
+
+
+class LearnerPool:
+    """key -> learner, LRU-bounded; tracks each key's applied-event count and refusals."""
+
+    def __init__(self, prototype, seed: int, store, max_learners: int, on_evict=None,
+                 on_corrupt=None):
         if max_learners < 1:
             raise ValueError("max_learners must be >= 1")
         self.prototype = prototype
@@ -36,38 +52,41 @@ class LearnerPool:
         self.store = store
         self.max_learners = max_learners
         self.on_evict = on_evict
+        self.on_corrupt = on_corrupt
         self._seeded = "seed" in prototype._get_params()
-        self._live: collections.OrderedDict = collections.OrderedDict()
-        self._saved: dict = {}    # key -> store reference of its newest stored bytes
-        self._events: dict = {}   # key -> events applied
-        self._refused: dict = {}  # key -> events refused in a row (only keys with some)
-        self._dirty: set = set()  # live keys whose state differs from their stored bytes
-
-    def restore(self, learners: dict) -> None:
-        """Adopt a manifest's ``learners`` (loaded lazily on their next event)."""
-        self._live.clear()
-        self._dirty.clear()
-        self._saved = {k: {f: v[f] for f in ("segment", "offset", "length", "sha256")}
-                       for k, v in learners.items()}
-        self._events = {k: int(v["events"]) for k, v in learners.items()}
-        self._refused = {k: int(v["refused"]) for k, v in learners.items() if v.get("refused")}
+        self._live: collections.OrderedDict = collections.OrderedDict()  # key -> _Entry
+        self._dirty: set = set()    # live keys whose state differs from the stored one
+        self._corrupt: dict = {}    # key -> why its stored state cannot be read
 
     def __len__(self) -> int:
         return len(self._live)
 
     def get(self, key: str):
-        learner = self._live.get(key)
-        if learner is not None:
+        return self._entry(key).learner
+
+    def _entry(self, key: str) -> _Entry:
+        entry = self._live.get(key)
+        if entry is not None:
             self._live.move_to_end(key)
-            return learner
-        if key in self._saved:
-            learner = type(self.prototype).from_bytes(self.store.get(self._saved[key]))
+            return entry
+        if key in self._corrupt:
+            raise CorruptLearner(self._corrupt[key])
+        row = self.store.get(key)
+        if row is None:
+            entry = _Entry(self._fresh(key))
         else:
-            learner = self._fresh(key)
-        self._live[key] = learner
+            state, events, refused = row
+            try:
+                entry = _Entry(type(self.prototype).from_bytes(state), events, refused)
+            except ValueError as exc:  # SerializationError: damaged bytes
+                self._corrupt[key] = f"the stored state of key {key!r} is damaged: {exc}"
+                if self.on_corrupt is not None:
+                    self.on_corrupt(key, self._corrupt[key])
+                raise CorruptLearner(self._corrupt[key]) from None
+        self._live[key] = entry
         while len(self._live) > self.max_learners:
             self._evict()
-        return learner
+        return entry
 
     def _fresh(self, key: str):
         if self._seeded:
@@ -76,44 +95,42 @@ class LearnerPool:
 
     def applied(self, key: str) -> None:
         """Record that one event was applied to ``key``'s learner."""
-        self._events[key] = self._events.get(key, 0) + 1
-        self._refused.pop(key, None)
+        entry = self._live[key]
+        entry.events += 1
+        entry.refused = 0
         self._dirty.add(key)
 
     def refused(self, key: str, reset_after: int) -> bool:
         """Record that ``key``'s learner refused an event; after ``reset_after`` in a row,
         reset it (its event count goes on) and return True."""
-        count = self._refused.get(key, 0) + 1
-        if count < reset_after:
-            self._refused[key] = count
-            return False
-        self._refused.pop(key, None)
-        self._live[key] = self._fresh(key)
-        self._live.move_to_end(key)
+        entry = self._live[key]
+        entry.refused += 1
         self._dirty.add(key)
+        if entry.refused < reset_after:
+            return False
+        entry.learner, entry.refused = self._fresh(key), 0
         return True
 
-    def _save(self, key: str, learner) -> None:
-        self._saved[key] = self.store.put(learner.to_bytes())
-        self._dirty.discard(key)
+    def _row(self, key: str) -> tuple:
+        entry = self._live[key]
+        return key, entry.learner.to_bytes(), entry.events, entry.refused
 
     def _evict(self) -> None:
-        key, learner = self._live.popitem(last=False)
+        key = next(iter(self._live))
         if key in self._dirty:
-            self._save(key, learner)
+            self.store.put_many([self._row(key)])
+            self._dirty.discard(key)
+        del self._live[key]
         if self.on_evict is not None:
             self.on_evict()
 
-    def snapshot(self) -> dict:
-        """Store every dirty learner, move learners out of mostly-dead segments; return the
-        manifest's ``learners`` entry."""
-        for key in list(self._dirty):
-            self._save(key, self._live[key])
-        for key in self.store.to_compact(self._saved):
-            self._saved[key] = self.store.put(self.store.get(self._saved[key]))
-        return {key: dict(self._saved[key], events=self._events[key],
-                          **({"refused": self._refused[key]} if key in self._refused else {}))
-                for key in sorted(self._saved)}
+    def flush(self) -> int:
+        """Write every dirty learner into the store's open transaction (the checkpoint
+        commits them); returns how many."""
+        rows = [self._row(key) for key in self._dirty]
+        self.store.put_many(rows)
+        self._dirty.clear()
+        return len(rows)
 
     @property
     def dirty(self) -> bool:

@@ -87,15 +87,18 @@ def python() -> str:
 
 def applied_events(checkpoint_dir) -> int:
     """Events applied according to the checkpoint in ``checkpoint_dir`` (0 if none yet)."""
-    from streamlearn.service.checkpoint import CheckpointError, CheckpointStore
+    from streamlearn.service.store import StateStore, StoreError
 
-    if not os.path.exists(os.path.join(checkpoint_dir, "manifest.json")):
+    try:
+        store = StateStore(checkpoint_dir, writer=False)
+    except StoreError:
         return 0
     try:
-        manifest = CheckpointStore(checkpoint_dir).load()
-    except CheckpointError:
+        return store.events()
+    except StoreError:  # the schema is being created
         return 0
-    return sum(v["events"] for v in manifest["learners"].values()) if manifest else 0
+    finally:
+        store.close()
 
 
 def kill_when(proc, checkpoint_dir, events: int) -> None:

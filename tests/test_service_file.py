@@ -6,8 +6,8 @@ import random
 import signal
 import time
 
-from service_helpers import (JUNK, event_lines, inspect, kill_when, run_cli, start_cli,
-                             wait_for, write_lines)
+from service_helpers import (JUNK, applied_events, event_lines, inspect, kill_when, run_cli,
+                             start_cli, wait_for, write_lines)
 
 ARGS = ("--metrics-address", "none", "--checkpoint-every", "500", "--max-learners", "20")
 KILLS = 4
@@ -79,7 +79,7 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):
     proc = start_cli("run", "--source", events, "--checkpoint-dir", ck, "--follow",
                      "--metrics-address", "none", "--checkpoint-every", "1000000")
     # with --follow the service waits at end of file; it checkpoints after 1 s idle
-    wait_for(lambda: (ck / "manifest.json").exists(), timeout=30, what="idle checkpoint")
+    wait_for(lambda: applied_events(ck) == 1_000, timeout=30, what="idle checkpoint")
     with open(events, "ab") as f:
         f.write(b'{"key": "late", "x": {"a": 1.0}, "y": 1.0}\n')
     time.sleep(0.3)  # let it read the line; the SIGTERM checkpoint must include it
@@ -88,19 +88,6 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_0(tmp_path):
     state = inspect(ck)
     assert state["learners"]["late"]["events"] == 1
     assert state["positions"]["file"] == [0, os.path.getsize(events)]
-
-
-def test_corrupt_manifest_falls_back_to_the_previous_one(tmp_path):
-    events = tmp_path / "events.jsonl"
-    write_lines(events, event_lines(1_200, n_keys=2, seed=7))
-    ck = tmp_path / "ck"
-    _run_to_end(events, ck)
-    manifest = ck / "manifest.json"
-    manifest.write_bytes(manifest.read_bytes()[:100])
-    out = run_cli("run", "--source", events, "--checkpoint-dir", ck, *ARGS)
-    assert out.returncode == 0
-    assert b"damaged" in out.stderr
-    assert sum(v["events"] for v in inspect(ck)["learners"].values()) == 1_200
 
 
 def test_stdin_source_with_predictions_on_stdout(tmp_path):
@@ -125,11 +112,10 @@ def test_config_file_and_params(tmp_path):
                   "--param", "step_size=0.001", "--checkpoint-dir", tmp_path / "ck",
                   "--metrics-address", "none")
     assert out.returncode == 0, out.stderr
-    from streamlearn.service.checkpoint import CheckpointStore
-    store = CheckpointStore(tmp_path / "ck")
-    ref = store.load()["learners"]["sensor-0"]
+    from streamlearn.service.store import StateStore
+    state, _, _ = StateStore(tmp_path / "ck", writer=False).get("sensor-0")
     from streamlearn import ColumnarRegressor
-    params = ColumnarRegressor.from_bytes(store.get(ref)).state_dict()["params"]
+    params = ColumnarRegressor.from_bytes(state).state_dict()["params"]
     assert (params["n_columns"], params["optimizer"], params["step_size"]) == (3, "sgd", 0.001)
 
 
@@ -149,7 +135,7 @@ def test_a_second_writer_on_the_same_checkpoint_is_refused(tmp_path):
     first = start_cli("run", "--source", events, "--follow", "--checkpoint-dir", ck,
                       "--metrics-address", "none")
     try:
-        wait_for(lambda: (ck / "manifest.json").exists(), timeout=30, what="first checkpoint")
+        wait_for(lambda: applied_events(ck) == 100, timeout=30, what="first checkpoint")
         second = run_cli("run", "--source", events, "--checkpoint-dir", ck,
                          "--metrics-address", "none")
         assert second.returncode == 2

@@ -19,7 +19,7 @@ from service_helpers import (SERVICE, applied_events, event_lines, free_port, in
                              start_cli, wait_for, write_lines)
 from streamlearn import ColumnarRegressor
 from streamlearn.service.app import Service
-from streamlearn.service.checkpoint import CheckpointStore
+from streamlearn.service.store import StateStore
 from streamlearn.service.events import Limits, parse
 from streamlearn.service.metrics import ServiceMetrics
 from streamlearn.service.pool import LearnerPool, key_seed
@@ -52,7 +52,7 @@ def test_a_learner_that_keeps_refusing_is_reset(tmp_path, caplog):
     lines = _wild_lines(320)
     write_lines(tmp_path / "e.jsonl", lines)
     registry = CollectorRegistry()
-    store = CheckpointStore(tmp_path / "ck")
+    store = StateStore(tmp_path / "ck")
     pool = LearnerPool(ColumnarRegressor(**WILD), 0, store, max_learners=10)
     metrics = ServiceMetrics(registry)
     dead = (tmp_path / "dead.jsonl").open("w")
@@ -149,14 +149,6 @@ def test_the_service_survives_deep_huge_and_wide_events(tmp_path):
                    tmp_path / "b", "--config", config, *QUIET).returncode == 0
     assert inspect(tmp_path / "a")["learners"] == inspect(tmp_path / "b")["learners"]
     assert all(len(json.loads(line)["raw"]) <= 100_001 for line in dead.read_text().splitlines())
-
-
-def _events(lines) -> int:
-    return sum(v["events"] for v in inspect_or_empty(lines)["learners"].values())
-
-
-def inspect_or_empty(directory) -> dict:
-    return inspect(directory) if (directory / "manifest.json").exists() else {"learners": {}}
 
 
 def _applied(directory) -> int:

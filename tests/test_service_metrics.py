@@ -10,7 +10,7 @@ from servers import prometheus_server
 from service_helpers import JUNK, event_lines, free_port, start_cli, wait_for, write_lines
 from streamlearn import ColumnarRegressor
 from streamlearn.service.app import Service
-from streamlearn.service.checkpoint import CheckpointStore
+from streamlearn.service.store import StateStore
 from streamlearn.service.metrics import ServiceMetrics
 from streamlearn.service.pool import LearnerPool
 from streamlearn.service.sources import FileSource
@@ -20,7 +20,7 @@ def test_metrics_count_every_outcome(tmp_path):
     lines = event_lines(400, n_keys=3, seed=1) + JUNK[:3]
     write_lines(tmp_path / "e.jsonl", lines)
     registry = CollectorRegistry()
-    store = CheckpointStore(tmp_path / "ck")
+    store = StateStore(tmp_path / "ck")
     pool = LearnerPool(ColumnarRegressor(), 0, store, max_learners=2)
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
     pool.on_evict = metrics.evictions.inc
@@ -43,7 +43,7 @@ def test_metrics_count_every_outcome(tmp_path):
     # replaying the same file from the start: every event is a duplicate
     registry2 = CollectorRegistry()
     metrics2 = ServiceMetrics(registry2)
-    positions = {"file": FileSource.decode(store.load()["positions"]["file"])}
+    positions = {"file": FileSource.decode(store.positions()["file"])}
     Service(FileSource(tmp_path / "e.jsonl"), pool, store, metrics2, positions).run(_Never())
     assert registry2.get_sample_value("streamlearn_events_total",
                                       {"outcome": "duplicate"}) == len(lines)
