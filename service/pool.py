@@ -89,6 +89,8 @@ class LearnerPool:
         return entry
 
     def _fresh(self, key: str):
+        if hasattr(self.prototype, "spawn"):
+            return self.prototype.spawn(key_seed(self.seed, key))
         if self._seeded:
             return self.prototype.clone({"seed": key_seed(self.seed, key)})
         return self.prototype.clone()

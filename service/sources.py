@@ -544,27 +544,33 @@ class RedisSource:
 class _RedisSink:
     """A write/flush file-like object that appends each line to a stream. Lines stay
     buffered until a flush has written them: a flush that fails (SourceError) keeps them for
-    the next one, and the service does not checkpoint past unwritten predictions."""
+    the next one, and the service does not checkpoint past unwritten predictions. A flush is
+    one script call per CHUNK lines (a pipeline of XADDs spent most of a Redis run packing
+    their arguments)."""
+
+    CHUNK = 10_000
+    # KEYS[1]: the stream; ARGV[1]: its approximate maximum length; ARGV[2..]: the lines
+    SCRIPT = """
+        for i = 2, #ARGV do
+            redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'prediction', ARGV[i])
+        end
+        return #ARGV - 1
+    """
 
     def __init__(self, source: RedisSource, stream: str, maxlen: int = 1_000_000):
         self.source, self.stream, self.maxlen = source, stream, maxlen
         self.lines: list = []
+        self.script = source.client.register_script(self.SCRIPT)
 
     def write(self, line: str) -> None:
-        self.lines.append(line)
+        self.lines.append(line.rstrip("\n"))
 
     def flush(self) -> None:
-        if not self.lines:
-            return
-
-        def send():
-            pipe = self.source.client.pipeline(transaction=False)
-            for line in self.lines:
-                pipe.xadd(self.stream, {"prediction": line.rstrip("\n")}, maxlen=self.maxlen,
-                          approximate=True)
-            pipe.execute()
-        self.source._call(send)
-        self.lines = []
+        while self.lines:
+            chunk = self.lines[:self.CHUNK]
+            self.source._call(lambda: self.script(keys=[self.stream],
+                                                  args=[self.maxlen, *chunk]))
+            del self.lines[:len(chunk)]
 
     def close(self) -> None:
         try:

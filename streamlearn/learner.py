@@ -3,6 +3,7 @@ stages, the state dict, bytes and pickling. Subclasses add ``learn_one`` and the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import random
@@ -82,6 +83,20 @@ class ColumnarLearner(LearnerCore):
     def _setup(self) -> None:
         seed = self.seed if self.seed is not None else random.getrandbits(63)
         self._adopt(ColumnarNetwork.new(self._config(seed)), 0)
+
+    def spawn(self, seed: int):
+        """A fresh learner with this one's parameters and another ``seed``: what
+        ``clone({"seed": seed})`` gives, without re-validating the parameters (a service
+        creates one per new key)."""
+        new = type(self).__new__(type(self))
+        for name in self.PARAMS:
+            setattr(new, name, getattr(self, name))
+        new.seed = seed
+        if _is_bool(seed) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+        new._adopt(ColumnarNetwork.new(dataclasses.replace(self._net.config, seed=int(seed))),
+                   0)
+        return new
 
     def _adopt(self, net: ColumnarNetwork, steps: int) -> None:
         """Make ``net`` the learner's network, ``steps`` steps into the stream."""
@@ -373,12 +388,24 @@ class ColumnarLearner(LearnerCore):
         return model
 
     def to_bytes(self) -> bytes:
-        """Deterministic, versioned bytes of :meth:`state_dict` (no pickle)."""
-        for name in self._net.names:
-            if isinstance(name, bool) or not isinstance(name, (str, int)):
-                raise TypeError(f"feature name {name!r} cannot be serialised: to_bytes() needs "
-                                "str or int feature names")
-        return serialization.pack(self._state(copy=False))
+        """Deterministic, versioned bytes of :meth:`state_dict` (no pickle). The header is
+        encoded once per network (a PackTemplate: only the step count and the scalars
+        change between calls), so a service writing thousands of learners per checkpoint
+        spends its time copying their arrays, not encoding JSON."""
+        net = self._net
+        cached = self.__dict__.get("_packer")
+        if cached is None or cached[0] is not net:
+            for name in net.names:
+                if isinstance(name, bool) or not isinstance(name, (str, int)):
+                    raise TypeError(f"feature name {name!r} cannot be serialised: to_bytes() "
+                                    "needs str or int feature names")
+            paths = net.scalar_paths()
+            cached = (net, serialization.PackTemplate(
+                self._state(copy=False), ("steps",) + tuple(p for p, _ in paths)),
+                [i for _, i in paths])
+            self._packer = cached
+        scalars = net.arrays["scalars"]
+        return cached[1].pack([self._steps, *[float(scalars[i]) for i in cached[2]]])
 
     @classmethod
     def from_bytes(cls, data: bytes):

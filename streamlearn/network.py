@@ -302,44 +302,28 @@ class ColumnarNetwork:
         self._drop_kernel()  # rebuilt on use, with exact maxima for the new stage
 
     def state(self, copy: bool = True) -> dict:
-        """The network part of the public state dict (DESIGN.md section 3); with
-        ``copy=False`` the arrays are views of the live state (for immediate serialisation)."""
-        s = self.arrays["scalars"]
+        """The network part of the public state dict (DESIGN.md section 3), laid out by
+        :data:`STATE_ENTRIES`; with ``copy=False`` the arrays are views of the live state
+        (for immediate serialisation)."""
         a = {k: v.copy() for k, v in self.arrays.items()} if copy else self.arrays
-        scalar = {name: float(s[i]) for i, name in enumerate(SCALARS)}
-        state = {
-            "feature_names": list(self.names),
-            "parameters": a["P"],
-            "trace_h": a["TH"],
-            "trace_c": a["TC"],
-            "h": a["h"],
-            "c": a["c"],
-            "head_weights": a["w"],
-            "head_bias": scalar["head_bias"],
-            "optimizer": {"name": self.config.optimizer, "v": a["V"], "head_v": a["vw"],
-                          "head_bias_v": scalar["head_bias_v"]},
-            "normalizer": {"x_mean": a["x_mean"], "x_var": a["x_var"], "x_count": a["x_count"],
-                           "x_clipped": a["x_clipped"], "y_mean": scalar["y_mean"],
-                           "y_var": scalar["y_var"], "y_count": scalar["y_count"],
-                           "y_clipped": scalar["y_clipped"]},
-            "lateral": {"indptr": a["lat_ptr"].astype(np.int64),
-                        "indices": a["lat_src"].astype(np.int64), "weights": a["LP"],
-                        "trace_h": a["LTH"], "trace_c": a["LTC"], "v": a["LV"]},
-            "stages": {"indptr": a["st_ptr"].astype(np.int64),
-                       "mode": a["mode"].astype(np.int64), "weights": a["SP"],
-                       "trace_h": a["STH"], "trace_c": a["STC"], "v": a["SV"],
-                       "h_mean": a["hs_mean"], "h_var": a["hs_var"]},
-        }
-        if self.config.rule == "meta":
-            state["meta"] = {"trace_w": a["AUX"], "lateral_trace_w": a["LAUX"],
-                             "stage_trace_w": a["SAUX"]}
-        if self.config.rule == "td":
-            state["td"] = {"eligibility": a["AUX"], "lateral_eligibility": a["LAUX"],
-                           "stage_eligibility": a["SAUX"], "head_eligibility": a["ew"],
-                           "head_bias_eligibility": scalar["head_bias_eligibility"],
-                           "previous_value": scalar["previous_value"],
-                           "has_previous": scalar["has_previous"]}
+        scalars = a["scalars"]
+        state = {"feature_names": list(self.names),
+                 "optimizer": {"name": self.config.optimizer},
+                 "lateral": {"indptr": a["lat_ptr"].astype(np.int64, copy=False),
+                             "indices": a["lat_src"].astype(np.int64, copy=False)},
+                 "stages": {"indptr": a["st_ptr"].astype(np.int64, copy=False),
+                            "mode": a["mode"].astype(np.int64, copy=False)}}
+        for parts, key, _, _ in _entries(self.config.rule):
+            node = state
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = a[key] if key in a else float(scalars[SCALARS.index(key)])
         return state
+
+    def scalar_paths(self) -> tuple:
+        """(state path, index in the ``scalars`` array) of the state's scalar entries."""
+        return tuple(("/".join(parts), SCALARS.index(key))
+                     for parts, key, size, _ in _entries(self.config.rule) if size == _SCALAR)
 
     @classmethod
     def from_state(cls, config: NetworkConfig, state: dict, steps_per_stage: int = 0
@@ -353,16 +337,12 @@ class ColumnarNetwork:
         get = _Entries(state)
         names = get.names()
         m = len(names)
-        own = (n, 4, m + 2)
-        get.shape("parameters", own)  # before anything is built from n
-        own_limit = VALUE_LIMIT_F32 if config.dtype == "float32" else VALUE_LIMIT
+        get.shape("parameters", (n, 4, m + 2))  # before anything is built from n
         lat_ptr, lat_src = _csr(get.ints("lateral/indptr"), get.ints("lateral/indices"), n)
-        nnz = len(lat_src)
         st_ptr = get.ints("stages/indptr")
         if not np.array_equal(st_ptr, stage_structure(config)):
             raise SerializationError("state entry 'stages/indptr' does not match "
                                      "columns_per_stage")
-        nst = int(st_ptr[-1])
         mode = get.ints("stages/mode")
         expected = initial_modes(config)
         if steps_per_stage and config.columns_per_stage:
@@ -373,65 +353,23 @@ class ColumnarNetwork:
         if not np.array_equal(mode, expected):
             raise SerializationError("state entry 'stages/mode' does not match the stage "
                                      "schedule of its steps")
-        moment = {"low": 0.0, "high": np.inf}
-        arrays = {
-            "P": get.array("parameters", own, high=own_limit),
-            "TH": get.array("trace_h", own, high=own_limit),
-            "TC": get.array("trace_c", own, high=own_limit),
-            "V": get.array("optimizer/v", own, **moment),
-            "h": get.array("h", (n,), high=1.0),
-            "c": get.array("c", (n,)),
-            "w": get.array("head_weights", (n,)),
-            "vw": get.array("optimizer/head_v", (n,), **moment),
-            "ew": np.zeros(n),
-            "x_mean": get.array("normalizer/x_mean", (m,)),
-            "x_var": get.array("normalizer/x_var", (m,), **moment),
-            "x_count": get.array("normalizer/x_count", (m,), integral=True, **moment),
-            "x_clipped": get.array("normalizer/x_clipped", (m,), integral=True,
-                                   default=np.zeros(m), **moment),
-            "lat_ptr": lat_ptr, "lat_src": lat_src,
-            "LP": get.array("lateral/weights", (nnz, 4)),
-            "LTH": get.array("lateral/trace_h", (nnz, 4)),
-            "LTC": get.array("lateral/trace_c", (nnz, 4)),
-            "LV": get.array("lateral/v", (nnz, 4), **moment),
-            "st_ptr": st_ptr, "mode": mode,
-            "SP": get.array("stages/weights", (nst, 4)),
-            "STH": get.array("stages/trace_h", (nst, 4)),
-            "STC": get.array("stages/trace_c", (nst, 4)),
-            "SV": get.array("stages/v", (nst, 4), **moment),
-            "hs_mean": get.array("stages/h_mean", (n,)),
-            "hs_var": get.array("stages/h_var", (n,), **moment),
-        }
-        if np.any(arrays["x_clipped"] > arrays["x_count"]):
-            raise SerializationError("state entry 'normalizer/x_clipped' exceeds x_count")
-        y_count = get.number("normalizer/y_count", integral=True, **moment)
-        scalars = {"head_bias": get.number("head_bias"),
-                   "head_bias_v": get.number("optimizer/head_bias_v", **moment),
-                   "y_mean": get.number("normalizer/y_mean"),
-                   "y_var": get.number("normalizer/y_var", **moment), "y_count": y_count,
-                   "y_clipped": get.number("normalizer/y_clipped", integral=True, low=0.0,
-                                           high=y_count, default=0.0),
-                   "previous_value": 0.0, "has_previous": 0.0, "head_bias_eligibility": 0.0}
         optimizer = get.value("optimizer/name", config.optimizer)
         if optimizer != config.optimizer:
             raise SerializationError(f"state was saved with optimizer {optimizer!r}, "
                                      f"not {config.optimizer!r}")
-        if config.rule in ("meta", "td"):
-            section, names_ = (("meta", ("trace_w", "lateral_trace_w", "stage_trace_w"))
-                               if config.rule == "meta" else
-                               ("td", ("eligibility", "lateral_eligibility",
-                                       "stage_eligibility")))
-            for key, name, shape, limit in zip(("AUX", "LAUX", "SAUX"), names_,
-                                               (own, (nnz, 4), (nst, 4)),
-                                               (own_limit, VALUE_LIMIT, VALUE_LIMIT)):
-                arrays[key] = get.array(f"{section}/{name}", shape, high=limit)
-        if config.rule == "td":
-            arrays["ew"] = get.array("td/head_eligibility", (n,))
-            scalars["head_bias_eligibility"] = get.number("td/head_bias_eligibility")
-            scalars["previous_value"] = get.number("td/previous_value")
-            scalars["has_previous"] = get.number("td/has_previous", low=0.0, high=1.0,
-                                                 integral=True)
-        arrays["scalars"] = np.array([scalars[k] for k in SCALARS])
+        sizes = {_OWN: (n, 4, m + 2), _N: (n,), _M: (m,), _NNZ: (len(lat_src), 4),
+                 _NST: (int(st_ptr[-1]), 4), _SCALAR: ()}
+        own = VALUE_LIMIT_F32 if config.dtype == "float32" else VALUE_LIMIT
+        limits = dict(_LIMITS, own=(-own, own))
+        values = get.checked([(parts, key, sizes[size], limits[rule], rule in ("count", "flag"))
+                              for parts, key, size, rule in _entries(config.rule)])
+        for count, clipped in (("x_count", "x_clipped"), ("y_count", "y_clipped")):
+            if np.any(values[clipped] > values[count]):
+                raise SerializationError(f"state entry 'normalizer/{clipped}' exceeds {count}")
+        arrays = {key: value for key, value in values.items() if key not in SCALARS}
+        arrays.setdefault("ew", np.zeros(n))
+        arrays.update(lat_ptr=lat_ptr, lat_src=lat_src, st_ptr=st_ptr, mode=mode,
+                      scalars=np.array([float(values.get(k, 0.0)) for k in SCALARS]))
         for key in _KINDS:  # the per-parameter arrays into the kernel's layout and type
             key = key or "P"
             if key in arrays:
@@ -439,6 +377,71 @@ class ColumnarNetwork:
                 if not np.all(np.isfinite(arrays[key])):
                     raise SerializationError(f"state entry for {key} overflows {config.dtype}")
         return cls(config, names, arrays)
+
+
+# Sizes of the state's numeric entries: a column's own parameters (n, 4, m + 2), one per
+# column, one per input, per lateral or stage connection (k, 4), or a scalar.
+_OWN, _N, _M, _NNZ, _NST, _SCALAR = "own", "n", "m", "nnz", "nst", "scalar"
+_LARGEST = float(np.finfo(np.float64).max)  # "any finite value" as a bound
+# What a rule allows: (lowest, highest); "own" is the kernel's limit for the own parameters'
+# dtype (set per network).
+_LIMITS = {"value": (-VALUE_LIMIT, VALUE_LIMIT), "unit": (-1.0, 1.0), "moment": (0.0, _LARGEST),
+           "count": (0.0, _LARGEST), "flag": (0.0, 1.0)}
+# The numeric entries of the state dict: (path, the kernel's array or scalar, size, rule).
+# Both ColumnarNetwork.state and from_state are driven by this table.
+STATE_ENTRIES = (
+    ("parameters", "P", _OWN, "own"),
+    ("trace_h", "TH", _OWN, "own"),
+    ("trace_c", "TC", _OWN, "own"),
+    ("h", "h", _N, "unit"),
+    ("c", "c", _N, "value"),
+    ("head_weights", "w", _N, "value"),
+    ("head_bias", "head_bias", _SCALAR, "value"),
+    ("optimizer/v", "V", _OWN, "moment"),
+    ("optimizer/head_v", "vw", _N, "moment"),
+    ("optimizer/head_bias_v", "head_bias_v", _SCALAR, "moment"),
+    ("normalizer/x_mean", "x_mean", _M, "value"),
+    ("normalizer/x_var", "x_var", _M, "moment"),
+    ("normalizer/x_count", "x_count", _M, "count"),
+    ("normalizer/x_clipped", "x_clipped", _M, "count"),
+    ("normalizer/y_mean", "y_mean", _SCALAR, "value"),
+    ("normalizer/y_var", "y_var", _SCALAR, "moment"),
+    ("normalizer/y_count", "y_count", _SCALAR, "count"),
+    ("normalizer/y_clipped", "y_clipped", _SCALAR, "count"),
+    ("lateral/weights", "LP", _NNZ, "value"),
+    ("lateral/trace_h", "LTH", _NNZ, "value"),
+    ("lateral/trace_c", "LTC", _NNZ, "value"),
+    ("lateral/v", "LV", _NNZ, "moment"),
+    ("stages/weights", "SP", _NST, "value"),
+    ("stages/trace_h", "STH", _NST, "value"),
+    ("stages/trace_c", "STC", _NST, "value"),
+    ("stages/v", "SV", _NST, "moment"),
+    ("stages/h_mean", "hs_mean", _N, "value"),
+    ("stages/h_var", "hs_var", _N, "moment"),
+)
+# Entries only the meta-gradient and TD rules keep.
+RULE_ENTRIES = {
+    "regression": (),
+    "meta": (("meta/trace_w", "AUX", _OWN, "own"),
+             ("meta/lateral_trace_w", "LAUX", _NNZ, "value"),
+             ("meta/stage_trace_w", "SAUX", _NST, "value")),
+    "td": (("td/eligibility", "AUX", _OWN, "own"),
+           ("td/lateral_eligibility", "LAUX", _NNZ, "value"),
+           ("td/stage_eligibility", "SAUX", _NST, "value"),
+           ("td/head_eligibility", "ew", _N, "value"),
+           ("td/head_bias_eligibility", "head_bias_eligibility", _SCALAR, "value"),
+           ("td/previous_value", "previous_value", _SCALAR, "value"),
+           ("td/has_previous", "has_previous", _SCALAR, "flag")),
+}
+# Entries that states saved before they existed lack: read as 0.
+_DEFAULT_ZERO = {"normalizer/x_clipped", "normalizer/y_clipped"}
+
+
+@functools.lru_cache(maxsize=None)
+def _entries(rule: str) -> tuple:
+    """STATE_ENTRIES plus the rule's own, each path split into its parts."""
+    return tuple((tuple(path.split("/")), key, size, check)
+                 for path, key, size, check in STATE_ENTRIES + RULE_ENTRIES[rule])
 
 
 class _Entries:
@@ -452,16 +455,18 @@ class _Entries:
             raise SerializationError(f"state must be a dict, got {type(state).__name__}")
         self.state = state
 
-    def value(self, path: str, default=None):
+    def value(self, path, default=None):
+        """The entry at ``path`` (a "a/b" string or a tuple of parts)."""
+        parts = path.split("/") if isinstance(path, str) else path
         node = self.state
-        for part in path.split("/"):
+        for part in parts:
             if not isinstance(node, dict):
-                raise SerializationError(f"state entry {path!r}: its parent is a "
+                raise SerializationError(f"state entry {'/'.join(parts)!r}: its parent is a "
                                          f"{type(node).__name__}, not a dict")
             if part not in node:
                 if default is not None:
                     return default
-                raise SerializationError(f"state entry {path!r} is missing")
+                raise SerializationError(f"state entry {'/'.join(parts)!r} is missing")
             node = node[part]
         return node
 
@@ -479,6 +484,8 @@ class _Entries:
         return list(names)
 
     def _numeric(self, path: str, value) -> np.ndarray:
+        if isinstance(value, (bool, np.bool_)):
+            raise SerializationError(f"state entry {path!r} must be a number, got a bool")
         try:
             out = np.asarray(value)
         except (TypeError, ValueError, RecursionError, OverflowError):
@@ -493,38 +500,57 @@ class _Entries:
         if got != shape:
             raise SerializationError(f"state entry {path!r} has shape {got}, expected {shape}")
 
-    def array(self, path: str, shape: tuple, low: float = -VALUE_LIMIT,
-              high: float = VALUE_LIMIT, integral: bool = False, default=None) -> np.ndarray:
-        """A fresh, writable float64 copy; ``low`` = -``high`` unless given."""
-        out = self._numeric(path, self.value(path, default))
-        if out.shape != shape:
-            raise SerializationError(f"state entry {path!r} has shape {out.shape}, expected "
-                                     f"{shape}")
-        out = out.astype(np.float64)  # a copy, always
-        low = -high if low == -VALUE_LIMIT else low
-        if not np.all(np.isfinite(out)):
-            raise SerializationError(f"state entry {path!r} holds non-finite values")
-        if np.any(out < low) or np.any(out > high):
-            raise SerializationError(f"state entry {path!r} holds values outside "
-                                     f"[{low:g}, {high:g}]")
-        if integral and np.any(out != np.floor(out)):
-            raise SerializationError(f"state entry {path!r} must hold whole numbers")
+    def checked(self, entries) -> dict:
+        """key -> a float64 copy of each entry (parts, key, shape, (low, high), whole),
+        each of the right shape and type, with every value within its bounds (and whole
+        where asked): checked a group of entries at a time, one entry at a time only to
+        name the one at fault."""
+        out, groups = {}, {}
+        for parts, key, shape, bounds, whole in entries:
+            path = "/".join(parts)
+            value = self._numeric(path, self.value(
+                parts, 0.0 if path in _DEFAULT_ZERO else None))
+            if path in _DEFAULT_ZERO and value.shape == () and shape != ():
+                value = np.zeros(shape)
+            if value.shape != shape:
+                raise SerializationError(f"state entry {path!r} has shape {value.shape}, "
+                                         f"expected {shape}")
+            out[key] = value = value.astype(np.float64)  # a copy, always
+            groups.setdefault((bounds, whole), []).append((path, value))
+        for (bounds, whole), items in groups.items():
+            flat = np.concatenate([value.reshape(-1) for _, value in items])
+            if not _within(flat, bounds, whole):
+                path = next(p for p, value in items if not _within(value, bounds, whole))
+                raise SerializationError(
+                    f"state entry {path!r} holds non-finite values or values outside "
+                    f"[{bounds[0]:g}, {bounds[1]:g}]{' or not whole' if whole else ''}")
         return out
 
-    def number(self, path: str, low: float = -VALUE_LIMIT, high: float = VALUE_LIMIT,
-               integral: bool = False, default=None) -> float:
-        value = self.value(path, default)
+    def number(self, path: str, integral: bool = False) -> float:
+        value = self.value(path)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float,
                                                                           np.number)):
             raise SerializationError(f"state entry {path!r} must be a number, got "
                                      f"{type(value).__name__}")
-        return float(self.array(path, (), low, high, integral, default))
+        if not _within(np.float64(value), _LIMITS["value"], integral):
+            raise SerializationError(f"state entry {path!r} is out of range")
+        return float(value)
 
     def ints(self, path: str) -> np.ndarray:
         out = self._numeric(path, self.value(path))
         if out.dtype.kind not in "iu" or out.ndim != 1:
             raise SerializationError(f"state entry {path!r} must be a 1-D integer array")
         return out.astype(np.intp)
+
+
+def _within(values: np.ndarray, bounds: tuple, whole: bool) -> bool:
+    """All values within bounds (NaN and +-inf are not: the bounds are finite), and whole
+    if asked."""
+    if not values.size:
+        return True
+    if not (values.min() >= bounds[0] and values.max() <= bounds[1]):
+        return False
+    return not whole or bool(np.all(values == np.floor(values)))
 
 
 def _csr(indptr, indices, n: int) -> tuple:

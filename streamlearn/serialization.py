@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import zlib
 
 import numpy as np
 
-__all__ = ["pack", "unpack", "SerializationError"]
+__all__ = ["pack", "unpack", "PackTemplate", "SerializationError"]
 
 MAGIC = b"STREAMLEARN\x01"
 _DTYPES = {"<f8": np.dtype("<f8"), "<f4": np.dtype("<f4"), "<i8": np.dtype("<i8")}
@@ -62,11 +63,8 @@ def _dumps(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def pack(state: dict) -> bytes:
-    """Serialise a state dict of JSON values and float64/float32/int64 numpy arrays."""
-    arrays: list = []
-    specs: list = []
-    tree = _split(state, "", arrays, specs)
+def _head(tree: dict, specs: list) -> str:
+    """The JSON header of a split state."""
     key = tuple(specs)
     listed = _SPECS_JSON.get(key)
     if listed is None:
@@ -79,9 +77,80 @@ def pack(state: dict) -> bytes:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"state holds a value that is not plain data: {exc}") from None
     # the same bytes as _dumps({"arrays": ..., "tree": ...}): keys sorted, no spaces
-    head = f'{{"arrays":{listed},"tree":{text}}}'.encode()
+    return f'{{"arrays":{listed},"tree":{text}}}'
+
+
+def _seal(head: bytes, arrays: list) -> bytes:
     body = b"".join([MAGIC, struct.pack("<Q", len(head)), head, *arrays])  # arrays as buffers
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def pack(state: dict) -> bytes:
+    """Serialise a state dict of JSON values and float64/float32/int64 numpy arrays."""
+    arrays: list = []
+    specs: list = []
+    tree = _split(state, "", arrays, specs)
+    return _seal(_head(tree, specs).encode(), arrays)
+
+
+class PackTemplate:
+    """:func:`pack` of states that differ from one another only in the numbers at
+    ``varying`` (paths) and in the values of their arrays, which it keeps as the live
+    arrays given: the header is encoded once with placeholders, so packing is filling in
+    the numbers and joining the arrays' bytes. ``pack(values)`` takes the numbers in the
+    order of ``varying`` and gives exactly the bytes ``pack`` gives for that state."""
+
+    def __init__(self, state: dict, varying: tuple):
+        marker = f"\x00{os.urandom(8).hex()}"  # no real value or name holds it
+        tree = _replace(state, {path: f"{marker}{i}" for i, path in enumerate(varying)})
+        specs: list = []
+        text = _head(_split(tree, "", [], specs), specs).replace("%", "%%")
+        quoted = [json.dumps(f"{marker}{i}") for i in range(len(varying))]
+        if any(text.count(q) != 1 for q in quoted):
+            raise ValueError(f"{varying} are not all numbers of the state")
+        found = [(text.index(q), i) for i, q in enumerate(quoted)]
+        for q in quoted:
+            text = text.replace(q, "%s")
+        self.order = [i for _, i in sorted(found)]  # the placeholders in the header's order
+        self.text = text
+        self.live = [array if array.flags.c_contiguous else None for array in
+                     _arrays(state)]
+        self.views = list(_arrays(state))
+
+    def pack(self, values) -> bytes:
+        head = (self.text % tuple(_number(values[i]) for i in self.order)).encode()
+        return _seal(head, [live if live is not None else np.ascontiguousarray(view)
+                            for live, view in zip(self.live, self.views)])
+
+
+def _number(value) -> str:
+    """A number as json.dumps writes it."""
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise TypeError(f"state holds a value that is not plain data: {value!r}")
+        return float.__repr__(value)
+    return int.__repr__(value)
+
+
+def _replace(tree: dict, values: dict, prefix: str = "") -> dict:
+    """``tree`` with the values at the paths of ``values`` replaced."""
+    out = {}
+    for key, value in tree.items():
+        path = prefix + key
+        if isinstance(value, dict):
+            out[key] = _replace(value, values, path + "/")
+        else:
+            out[key] = values.get(path, value)
+    return out
+
+
+def _arrays(tree: dict):
+    """The arrays of a state in the order _split lists them."""
+    for value in tree.values():
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, dict):
+            yield from _arrays(value)
 
 
 def _join(tree, arrays: dict):

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from streamlearn import ColumnarRegressor, serialization
+from streamlearn import ColumnarRegressor, ColumnarTD, serialization
 from streamlearn.serialization import MAGIC, SerializationError
 
 
@@ -222,3 +222,37 @@ def test_lateral_connections_and_meta_traces_are_in_the_state():
     broken["lateral"]["indices"] = receivers  # self-connections are refused
     with pytest.raises(ValueError, match="other columns"):
         ColumnarRegressor.from_state_dict(broken)
+
+
+@pytest.mark.parametrize("cls, params", [
+    (ColumnarRegressor, {}), (ColumnarRegressor, {"dtype": "float32"}),
+    (ColumnarRegressor, {"meta": True, "lateral_density": 0.3}),
+    (ColumnarRegressor, {"n_columns": 6, "columns_per_stage": 2, "steps_per_stage": 7}),
+    (ColumnarTD, {}), (ColumnarRegressor, {"n_columns": 40, "normalize": False})])
+def test_to_bytes_is_the_generic_pack_through_a_learners_life(cls, params):
+    """to_bytes fills in a header encoded once per network: the bytes must be those of the
+    generic serialisation after growth, resets, stage changes and loads alike."""
+    rng = np.random.default_rng(5)
+    model = cls(seed=3, **params)
+    for t in range(60):
+        name = ["a", "b%s", "c\x00d", "%(x)s", 7][int(rng.integers(5))]
+        model.learn_one({name: float(rng.normal()), "e": 1.0}, float(rng.normal()))
+        assert model.to_bytes() == serialization.pack(model._state(copy=False)), t
+        if t == 30:
+            model.reset_state()
+        if t == 40:
+            model.load_state_dict(cls.from_bytes(model.to_bytes()).state_dict())
+
+
+@pytest.mark.parametrize("cls, params", [
+    (ColumnarRegressor, {}), (ColumnarRegressor, {"lateral_density": 0.4, "n_columns": 6}),
+    (ColumnarRegressor, {"n_columns": 6, "columns_per_stage": 3}), (ColumnarTD, {})])
+def test_spawn_is_clone_with_another_seed(cls, params):
+    prototype = cls(seed=1, **params)
+    spawned, cloned = prototype.spawn(12345), prototype.clone({"seed": 12345})
+    for t in range(20):
+        x = {"a": t / 20, "b": 1.0}
+        spawned.learn_one(x, t % 3)
+        cloned.learn_one(x, t % 3)
+    assert spawned.to_bytes() == cloned.to_bytes()
+    assert spawned._get_params() == cloned._get_params()
