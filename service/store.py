@@ -32,7 +32,6 @@ __all__ = ["StateStore", "StoreError", "DATABASE"]
 
 DATABASE = "state.sqlite"
 SCHEMA_VERSION = 1
-PAGE_SIZE = 65536
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS learners (key TEXT PRIMARY KEY, state BLOB NOT NULL, "
     "events INTEGER NOT NULL, refused INTEGER NOT NULL DEFAULT 0)",
@@ -78,10 +77,6 @@ class StateStore:
                              "process") from None
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         with self._errors("open"):
-            if self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
-                # a new database: pages that hold a default learner's state (14.6 KB) whole
-                # (4 KB pages wrote 157-185 MB/s of such states, 64 KB pages 261-331)
-                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
