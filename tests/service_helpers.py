@@ -1,7 +1,6 @@
 """Helpers for the service tests: event files, free ports, running the real CLI."""
 
 import json
-import os
 import random
 import shutil
 import signal
