@@ -13,8 +13,13 @@ labelled). Printed per run:
 - the checkpoint folder's bytes against the live states' bytes;
 - the seconds a restart with nothing new to read takes to exit (file runs).
 
-    python benchmarks/service_keys.py [--events 1000000] [--scale 1.0] [--no-redis]
-    python benchmarks/service_keys.py --run SOURCE KEYS EVENTS [--param K=V ...] [--max-learners N]
+    python benchmarks/service_keys.py [--scale 1.0] [--only KEYS,...] [--no-redis]
+    python benchmarks/service_keys.py --run SOURCE TOTAL CK [--param K=V ...] [--max-learners N]
+    python benchmarks/service_keys.py --checkpoint-scaling [--stored 1000,1000000]
+
+``--checkpoint-scaling`` times a checkpoint that writes 1,000 changed default learners into
+a store already holding 10^3 or 10^6 learners (of 4 columns), as the store is used between
+checkpoints (rows written into the open transaction, then one commit).
 
 ``--scale`` multiplies every run's event count (0.1 for a quick look); the targets of the
 issue are ratios within one invocation.
@@ -143,6 +148,38 @@ def _summary(directory):
         store.close()
 
 
+def checkpoint_scaling(stored_counts, repeats: int = 5) -> None:
+    """Seconds of a checkpoint of 1,000 changed default learners against stored keys."""
+    from streamlearn import ColumnarRegressor
+    from streamlearn.service.store import StateStore
+
+    small = ColumnarRegressor(n_columns=4, seed=1)
+    small.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    filler = small.to_bytes()
+    learners = [ColumnarRegressor(seed=i) for i in range(1_000)]
+    for learner in learners:
+        learner.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    print(f"{'stored':>9} {'checkpoint s (1,000 learners, min/median/max of ' + str(repeats) + ')':>52}")
+    for stored in stored_counts:
+        with tempfile.TemporaryDirectory() as workdir:
+            store = StateStore(workdir)
+            for start in range(0, stored, 10_000):
+                store.put_many((f"k{i}", filler, 1, 0)
+                               for i in range(start, min(stored, start + 10_000)))
+                store.commit({}, "file")
+            times = []
+            for r in range(repeats):
+                start = time.perf_counter()
+                store.put_many((f"k{i * (stored // 1_000)}", learner.to_bytes(), 2 + r, 0)
+                               for i, learner in enumerate(learners))
+                store.commit({"file": [0, r]}, "file")
+                times.append(time.perf_counter() - start)
+            store.close()
+        times.sort()
+        print(f"{stored:>9} {times[0]:>18.3f} {times[len(times) // 2]:>10.3f} "
+              f"{times[-1]:>10.3f}", flush=True)
+
+
 def restart_seconds(path: str, ck: str, extra: list) -> float:
     start = time.perf_counter()
     out = subprocess.run([shutil.which("streamlearn-service"), "run", "--source", path,
@@ -158,7 +195,13 @@ def main() -> None:
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--only", help="run only the rows whose keys are listed, e.g. 1,10000")
     parser.add_argument("--run", nargs=3, metavar=("SOURCE", "TOTAL", "CK"))
+    parser.add_argument("--checkpoint-scaling", action="store_true")
+    parser.add_argument("--stored", default="1000,1000000")
     args, extra = parser.parse_known_args()
+    if args.checkpoint_scaling:
+        print(f"# machine: {machine()}")
+        checkpoint_scaling([int(n) for n in args.stored.split(",")])
+        return
     if args.run:
         source, total, ck = args.run
         os.environ["SL_BENCH_CK"] = ck
