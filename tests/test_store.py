@@ -111,9 +111,10 @@ def test_sigkill_at_random_points_leaves_one_whole_checkpoint(tmp_path):
     directory = tmp_path / "ck"
     last = 0
     for _ in range(8):
+        # cwd: away from the source tree, whose streamlearn/ has no compiled kernels
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory)],
-                                stdout=subprocess.PIPE)
-        proc.stdout.readline()  # one checkpoint done
+                                stdout=subprocess.PIPE, cwd=tmp_path)
+        assert proc.stdout.readline(), "the writer did not start"  # one checkpoint done
         wait_for(lambda: True, timeout=1, interval=rng.uniform(0.001, 0.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
