@@ -16,6 +16,7 @@ labelled). Printed per run:
     python benchmarks/service_keys.py [--scale 1.0] [--only KEYS,...] [--no-redis]
     python benchmarks/service_keys.py --run SOURCE TOTAL CK [--param K=V ...] [--max-learners N]
     python benchmarks/service_keys.py --checkpoint-scaling [--stored 1000,1000000]
+    python benchmarks/service_keys.py --costs
 
 ``--checkpoint-scaling`` times a checkpoint that writes 1,000 changed default learners into
 a store already holding 10^3 or 10^6 learners (of 4 columns), as the store is used between
@@ -88,10 +89,12 @@ def run_one(source: str, total: int, extra: list) -> dict:
     put_many = store.put_many
 
     def counting(rows):
-        rows = list(rows)
-        written["rows"] += len(rows)
-        written["bytes"] += sum(len(row[1]) for row in rows)
-        put_many(rows)
+        def counted():
+            for row in rows:
+                written["rows"] += 1
+                written["bytes"] += len(row[1])
+                yield row
+        put_many(counted())
     store.put_many = counting
     checkpoints = []  # (seconds, learners, bytes)
     checkpoint = service.checkpoint
@@ -117,7 +120,7 @@ def run_one(source: str, total: int, extra: list) -> dict:
     start = time.perf_counter()
     service.run(stop)
     end = done.get("at") or time.perf_counter() - checkpoints[-1][0]
-    live = sum(len(entry.learner.to_bytes()) for entry in pool._live.values())
+    live = sum(len(pool._row(key)[1]) for key in list(pool._live))
     service.source.close()
     store.close()
     state_bytes = sum(len(row[3]) for row in _summary(os.environ["SL_BENCH_CK"]))
@@ -180,6 +183,46 @@ def checkpoint_scaling(stored_counts, repeats: int = 5) -> None:
               f"{times[-1]:>10.3f}", flush=True)
 
 
+def key_costs(calls: int = 2_000, repeats: int = 5) -> None:
+    """Microseconds per call (best of ``repeats``) of what a key costs the default model:
+    as a table row (``streamlearn.table``) and as a learner object."""
+    import random
+
+    from streamlearn import ColumnarRegressor
+    from streamlearn.table import LearnerTable
+
+    prototype = ColumnarRegressor(seed=0)
+    fresh = prototype.spawn(0)
+    fresh.add_features(["a", "b"])
+    table = LearnerTable(fresh)
+    learner, rng = prototype.spawn(0), random.Random(0)
+    rows = [table.new_row() for _ in range(2)]
+    for t in range(200):
+        x = {"a": rng.gauss(0, 1), "b": rng.random()}
+        for row in rows:
+            table.use(row, t).learn_one(x, x["a"])
+        learner.learn_one(x, x["a"])
+    data = table.pack(rows[0], 200)
+
+    def best(call) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            times.append((time.perf_counter() - start) / calls)
+        return min(times) * 1e6
+    print(f"# machine: {machine()}; us per call, best of {repeats} x {calls:,}")
+    print(f"row: new {best(table.new_row):.2f}, switch rows "
+          f"{best(lambda: (table.use(rows[0], 200), table.use(rows[1], 200))) / 2:.2f}, "
+          f"to_bytes {best(lambda: table.pack(rows[0], 200)):.2f}, "
+          f"from_bytes {best(lambda: table.read(data)):.2f}; bytes: row {len(rows[0]):,}, "
+          f"state {len(data):,}")
+    print(f"object: spawn {best(lambda: prototype.spawn(1)):.2f}, "
+          f"to_bytes {best(learner.to_bytes):.2f}, "
+          f"from_bytes {best(lambda: ColumnarRegressor.from_bytes(data)):.2f}")
+
+
 def restart_seconds(path: str, ck: str, extra: list) -> float:
     start = time.perf_counter()
     out = subprocess.run([shutil.which("streamlearn-service"), "run", "--source", path,
@@ -196,11 +239,15 @@ def main() -> None:
     parser.add_argument("--only", help="run only the rows whose keys are listed, e.g. 1,10000")
     parser.add_argument("--run", nargs=3, metavar=("SOURCE", "TOTAL", "CK"))
     parser.add_argument("--checkpoint-scaling", action="store_true")
+    parser.add_argument("--costs", action="store_true", help="what a key costs, per call")
     parser.add_argument("--stored", default="1000,1000000")
     args, extra = parser.parse_known_args()
     if args.checkpoint_scaling:
         print(f"# machine: {machine()}")
         checkpoint_scaling([int(n) for n in args.stored.split(",")])
+        return
+    if args.costs:
+        key_costs()
         return
     if args.run:
         source, total, ck = args.run

@@ -530,6 +530,16 @@ cdef class ColumnarKernel:
         self._refresh_maxima()
         self.pending = False
 
+    def reload(self):
+        """Take up new values written into the arrays in place (a learner table loads
+        another learner's row into the arrays this kernel views): drop any pending forward
+        step, copy c into the cell's padded input and recompute the maxima exactly."""
+        self.pending = False
+        self.learned = False
+        self.delta = 0.0
+        memcpy(&self.c_pad[0], &self.c[0], self.n * sizeof(double))
+        self._refresh_maxima()
+
     def detach(self):
         """Mark the kernel as dropped by its network (LearnerCore then fetches the new one)."""
         self.detached = True

@@ -21,19 +21,24 @@ log = logging.getLogger("streamlearn.service")
 LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
 # Seconds before a checkpoint that could not be written (a sink did not answer) is tried again.
 CHECKPOINT_RETRY_SECONDS = 1.0
+# Timed checkpoints take at most this share of the time: after one that took d seconds, the
+# next waits at least d * (1 / share - 1). With 10^5 changed learners a checkpoint writes
+# about 1.5 GB, which no fixed interval of seconds would amortise.
+CHECKPOINT_SHARE = 0.1
 
 
 class Service:
     """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
-    events, every ``checkpoint_interval`` seconds and when idle for ``idle_seconds`` with
-    unsaved progress, and at the end.
+    events (0: never by count), every ``checkpoint_interval`` seconds (or longer: see
+    :data:`CHECKPOINT_SHARE`) and when idle for ``idle_seconds`` with unsaved progress, and
+    at the end.
     ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None.
     ``limits`` bound each event (and the features a learner may grow to); a learner that
     refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``)."""
 
     def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
-                 dead_letters=None, checkpoint_every: int = 10_000,
-                 checkpoint_interval: float = 10.0, idle_seconds: float = 1.0,
+                 dead_letters=None, checkpoint_every: int = 0,
+                 checkpoint_interval: float = 30.0, idle_seconds: float = 1.0,
                  limits: Limits = Limits(), reset_after: int = 10, clock=time.monotonic):
         self.source = source
         self.pool = pool
@@ -48,12 +53,14 @@ class Service:
         self.limits = limits
         self.reset_after = reset_after
         self.clock = clock
-        self._unacked: list = []
+        self._unacked: list = []  # (partition, position) to acknowledge after a checkpoint
+        self._acks = getattr(source, "acknowledges", True)
         self._since_checkpoint = 0
         self._last_activity = clock()
         self._last_lag = 0.0
         self._retry_at = 0.0  # no checkpoint attempt before this (a failed one waits)
         self._checkpointed = clock()
+        self._pause = 0.0     # the least seconds after the last checkpoint (CHECKPOINT_SHARE)
 
     def run(self, stop) -> bool:
         """Until ``stop`` is set or a finite source ends; ends with a checkpoint. Returns
@@ -65,12 +72,12 @@ class Service:
                 break
             now = self.clock()
             if self._since_checkpoint and (
-                    now - self._checkpointed >= self.checkpoint_interval
+                    now - self._checkpointed >= max(self.checkpoint_interval, self._pause)
                     or not batch and now - self._last_activity >= self.idle_seconds):
                 self.checkpoint()
             for record in batch:
                 self.handle(record)
-                if self._since_checkpoint >= self.checkpoint_every:
+                if self.checkpoint_every and self._since_checkpoint >= self.checkpoint_every:
                     self.checkpoint()
             if batch:
                 self._last_activity = now
@@ -88,7 +95,8 @@ class Service:
         last = self.positions.get(record.partition)
         if last is not None and record.position <= last:
             self.metrics.handled("duplicate")
-            self._unacked.append(record)
+            if self._acks:
+                self._unacked.append((record.partition, record.position))
             return
         if record.raw is None:
             self.metrics.handled("lost")
@@ -99,12 +107,13 @@ class Service:
             if isinstance(event, Invalid):
                 self._reject(record, event)
         self.positions[record.partition] = record.position
-        self._unacked.append(record)
+        if self._acks:
+            self._unacked.append((record.partition, record.position))  # not the bytes
         self._since_checkpoint += 1
 
     def _apply(self, record, event):
         try:
-            learner = self.pool.get(event.key)
+            learner = self.pool.get(event.key, event.x)
         except CorruptLearner as exc:
             return Invalid("learner_corrupt", str(exc))
         known = learner.n_features
@@ -190,6 +199,7 @@ class Service:
         written = self.pool.flush()
         self.store.commit(positions, self.source.name, self.source.state(self.positions))
         self._checkpointed = self.clock()
+        self._pause = (time.perf_counter() - start) * (1 / CHECKPOINT_SHARE - 1)
         self.metrics.checkpoint_learners.observe(written)
         self.source.ack(self._unacked)
         self._unacked = []

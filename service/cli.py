@@ -36,10 +36,11 @@ def _parser() -> argparse.ArgumentParser:
                      "127.0.0.1:9464; 'none' to disable)")
     run.add_argument("--checkpoint-dir", help="default ./streamlearn-checkpoint")
     run.add_argument("--checkpoint-every", type=int, help="events between checkpoints "
-                     "(default 10000)")
+                     "(default 0: by time only)")
     run.add_argument("--checkpoint-interval", type=float, help="seconds between checkpoints "
-                     "(default 10)")
-    run.add_argument("--max-learners", type=int, help="learners kept in memory")
+                     "(default 30; at least 9 times the last checkpoint's duration)")
+    run.add_argument("--max-learners", type=int, help="learners kept in memory (default "
+                     "100000)")
     run.add_argument("--predictions", help="file for predictions as JSON lines, - for stdout")
     run.add_argument("--dead-letter", help="file for rejected events as JSON lines")
     run.add_argument("--follow", action="store_true", help="keep reading a growing file")

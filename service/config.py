@@ -27,9 +27,9 @@ class Config:
     seed: int = 0
     metrics_address: str | None = "127.0.0.1:9464"
     checkpoint_dir: str = "streamlearn-checkpoint"
-    checkpoint_every: int = 10_000
-    checkpoint_interval: float = 10.0
-    max_learners: int = 10_000
+    checkpoint_every: int = 0         # events between checkpoints; 0: by time only
+    checkpoint_interval: float = 30.0
+    max_learners: int = 100_000
     predictions: str | None = None
     dead_letter: str | None = None
     follow: bool = False
@@ -63,9 +63,9 @@ class Config:
             raise ValueError(f"unknown model {config.model!r}; choose from {sorted(MODELS)}")
         for name in ("checkpoint_every", "max_learners", "max_features", "max_line_bytes",
                      "reset_after"):
-            value = getattr(config, name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            value, low = getattr(config, name), 0 if name == "checkpoint_every" else 1
+            if type(value) is not int or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if type(config.checkpoint_interval) not in (int, float) \
                 or not config.checkpoint_interval > 0:
             raise ValueError(f"checkpoint_interval must be a number of seconds > 0, got "

@@ -261,6 +261,8 @@ class FileSource:
             return int(position[0]), int(position[1])
         return 0, int(position)
 
+    acknowledges = False  # the checkpoint holds the offset
+
     def ack(self, records: list) -> None:
         """Files need no acknowledgement: the checkpoint holds the offset."""
 
@@ -319,6 +321,8 @@ class StdinSource:
     @staticmethod
     def decode(position) -> int:
         return int(position)
+
+    acknowledges = False
 
     def ack(self, records: list) -> None:
         """Nothing to acknowledge."""
@@ -496,12 +500,14 @@ class RedisSource:
     def state(self, positions: dict) -> dict:
         return {}
 
+    acknowledges = True  # XACK after each checkpoint
+
     def ack(self, records: list) -> None:
-        """Acknowledge, pipelined; best effort: an entry left pending is read again after a
-        fault or restart and skipped as a duplicate."""
+        """Acknowledge (partition, position) pairs, pipelined; best effort: an entry left
+        pending is read again after a fault or restart and skipped as a duplicate."""
         by_stream: dict = {}
-        for rec in records:
-            by_stream.setdefault(rec.partition, []).append(self.encode(rec.position))
+        for partition, position in records:
+            by_stream.setdefault(partition, []).append(self.encode(position))
 
         def send():
             pipe = self.client.pipeline(transaction=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 
 import numpy as np
 
@@ -20,6 +21,8 @@ __all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "L
            "column_array", "empty_columns"]
 
 GATES = ("input", "forget", "output", "candidate")
+# The arrays that the configuration fixes, not learned (every other array is learned state).
+STRUCTURE = ("lat_ptr", "lat_src", "st_ptr", "mode")
 # Column modes (the kernel's ``mode`` array).
 INACTIVE, FROZEN, LEARNING = 0, 1, 2
 # Index of each scalar in the kernel's ``scalars`` array.
@@ -94,21 +97,32 @@ def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
     against 2.3-2.6 with numpy's own placement (16-byte aligned, every array at the same page
     offset). Smaller arrays are numpy's own: placing one costs about 5 us, which a service
     creating a learner per key would pay eight times per key."""
-    n, gates, k = shape
     dtype = np.dtype(dtype)
-    if n < ROWS_BELOW_COLUMNS and dtype == np.float64:
-        return np.empty(shape)
-    stride = row_stride(n, dtype.itemsize)
-    nbytes = dtype.itemsize * stride * gates * k
-    if nbytes < 1 << 16:  # zeros: the kernel also runs the padding lanes (row_stride)
-        rows = np.zeros((gates, k, stride), dtype)
-    else:
-        slot = _KINDS.index("" if key == "P" else key)
-        offset = (1024 * slot + 512 * (slot // 4)) % 4096
-        buffer = np.zeros(nbytes + offset + 4096, np.uint8)
-        start = offset + (-buffer.ctypes.data) % 4096
-        rows = buffer[start:start + nbytes].view(dtype).reshape(gates, k, stride)
-    return rows[:, :, :n].transpose(2, 0, 1)
+    storage = column_storage(shape, dtype)
+    nbytes = dtype.itemsize * math.prod(storage)
+    if storage == shape or nbytes < 1 << 16:  # zeros: the kernel runs the padding lanes too
+        return column_view(np.zeros(storage, dtype), shape)
+    slot = _KINDS.index("" if key == "P" else key)
+    offset = (1024 * slot + 512 * (slot // 4)) % 4096
+    buffer = np.zeros(nbytes + offset + 4096, np.uint8)
+    start = offset + (-buffer.ctypes.data) % 4096
+    return column_view(buffer[start:start + nbytes].view(dtype).reshape(storage), shape)
+
+
+def column_storage(shape: tuple, dtype) -> tuple:
+    """The shape of the C-contiguous storage behind an (n, 4, K) per-parameter array in
+    the kernel's layout (see :func:`empty_columns`): (n, 4, K) itself, or (4, K, s)."""
+    n, gates, k = shape
+    if n < ROWS_BELOW_COLUMNS and np.dtype(dtype) == np.float64:
+        return tuple(shape)
+    return gates, k, row_stride(n, np.dtype(dtype).itemsize)
+
+
+def column_view(storage: np.ndarray, shape: tuple) -> np.ndarray:
+    """The ``shape`` (n, 4, K) array that ``storage`` of :func:`column_storage` holds."""
+    if storage.shape == tuple(shape):
+        return storage
+    return storage[:, :, :shape[0]].transpose(2, 0, 1)
 
 
 def row_stride(n: int, itemsize: int) -> int:
@@ -280,6 +294,34 @@ class ColumnarNetwork:
             arrays[key] = np.concatenate([self.arrays[key], np.zeros(k)])
         return ColumnarNetwork(self.config, self.names + list(new_names), arrays)
 
+    def in_arena(self) -> tuple:
+        """(a copy of this network whose learned arrays all live in one buffer, that uint8
+        buffer). Each array starts on a 64-byte boundary in the kernel's layout, its padding
+        zero; the structure arrays (:data:`STRUCTURE`) are shared. Copying another such
+        network's bytes into the buffer then swaps the whole learned state in one copy, and
+        ``kernel.reload()`` takes it up (see :mod:`streamlearn.table`)."""
+        places, size = {}, 0
+        for key, value in self.arrays.items():
+            if key not in STRUCTURE:
+                shape = column_storage(value.shape, value.dtype) if value.ndim == 3 \
+                    else value.shape
+                places[key] = (size, shape)
+                size += -(-value.dtype.itemsize * math.prod(shape) // 64) * 64
+        block = np.zeros(size + 64, np.uint8)
+        start = (-block.ctypes.data) % 64
+        arena = block[start:start + size]
+        arrays = {}
+        for key, value in self.arrays.items():
+            if key in STRUCTURE:
+                arrays[key] = value
+                continue
+            offset, shape = places[key]
+            storage = arena[offset:offset + value.dtype.itemsize * math.prod(shape)] \
+                .view(value.dtype).reshape(shape)
+            arrays[key] = column_view(storage, value.shape) if value.ndim == 3 else storage
+            arrays[key][...] = value
+        return ColumnarNetwork(self.config, self.names, arrays), arena
+
     def reset_state(self) -> None:
         """Start a new episode: zero states, traces and eligibilities (h_0 = c_0 = 0 do not
         depend on any parameter). Dropping the kernel drops any pending forward step."""
@@ -359,13 +401,9 @@ class ColumnarNetwork:
                                      f"not {config.optimizer!r}")
         sizes = {_OWN: (n, 4, m + 2), _N: (n,), _M: (m,), _NNZ: (len(lat_src), 4),
                  _NST: (int(st_ptr[-1]), 4), _SCALAR: ()}
-        own = VALUE_LIMIT_F32 if config.dtype == "float32" else VALUE_LIMIT
-        limits = dict(_LIMITS, own=(-own, own))
-        values = get.checked([(parts, key, sizes[size], limits[rule], rule in ("count", "flag"))
-                              for parts, key, size, rule in _entries(config.rule)])
-        for count, clipped in (("x_count", "x_clipped"), ("y_count", "y_clipped")):
-            if np.any(values[clipped] > values[count]):
-                raise SerializationError(f"state entry 'normalizer/{clipped}' exceeds {count}")
+        values = get.checked([(parts, key, sizes[size], bounds, whole)
+                              for parts, key, size, bounds, whole in entry_checks(config)])
+        check_counts(values)
         arrays = {key: value for key, value in values.items() if key not in SCALARS}
         arrays.setdefault("ew", np.zeros(n))
         arrays.update(lat_ptr=lat_ptr, lat_src=lat_src, st_ptr=st_ptr, mode=mode,
@@ -442,6 +480,30 @@ def _entries(rule: str) -> tuple:
     """STATE_ENTRIES plus the rule's own, each path split into its parts."""
     return tuple((tuple(path.split("/")), key, size, check)
                  for path, key, size, check in STATE_ENTRIES + RULE_ENTRIES[rule])
+
+
+def entry_checks(config: NetworkConfig) -> tuple:
+    """(path parts, key, size, (lowest, highest), whole) of each numeric state entry: the
+    bounds every value of a loaded state must keep, from :data:`_LIMITS`."""
+    own = VALUE_LIMIT_F32 if config.dtype == "float32" else VALUE_LIMIT
+    limits = dict(_LIMITS, own=(-own, own))
+    return tuple((parts, key, size, limits[rule], rule in ("count", "flag"))
+                 for parts, key, size, rule in _entries(config.rule))
+
+
+# (count, clipped) entries of the normaliser: nothing is clipped more often than it is seen.
+COUNTS = (("x_count", "x_clipped"), ("y_count", "y_clipped"))
+
+
+def check_counts(values) -> None:
+    """The invariant between entries of :data:`COUNTS`; ``values``: key -> array or number."""
+    for count, clipped in COUNTS:
+        if any(k > c for k, c in zip(_listed(values[clipped]), _listed(values[count]))):
+            raise SerializationError(f"state entry 'normalizer/{clipped}' exceeds {count}")
+
+
+def _listed(values) -> list:
+    return values if type(values) is list else np.ravel(values).tolist()
 
 
 class _Entries:

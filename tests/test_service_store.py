@@ -133,3 +133,31 @@ def test_checkpoints_come_on_time_as_well_as_by_count(tmp_path):
     assert registry.get_sample_value("streamlearn_checkpoint_seconds_count") == 11
     assert store.events() == 500
     store.close()
+
+
+def test_a_slow_checkpoint_spaces_out_the_next_ones(tmp_path, monkeypatch):
+    """Timed checkpoints take at most CHECKPOINT_SHARE of the time: after one that took d
+    seconds, the next comes no sooner than d (1 / share - 1) later, whatever the interval."""
+    from streamlearn.service import app
+
+    write_lines(tmp_path / "e.jsonl", event_lines(500, n_keys=2, seed=33))
+    records = FileSource(tmp_path / "e.jsonl").poll(0.1)
+    store = StateStore(tmp_path / "ck")
+    now = [0.0]
+    commit = store.commit
+    monkeypatch.setattr(app.time, "perf_counter", lambda: now[0])
+
+    def slow_commit(*args):  # each checkpoint takes 2 (injected) seconds
+        now[0] += 2.0
+        commit(*args)
+    store.commit = slow_commit
+    registry = CollectorRegistry()
+    Service(_Trickle(records, now), LearnerPool(ColumnarRegressor(), 0, store, 10), store,
+            ServiceMetrics(registry), {}, checkpoint_interval=5.0,
+            clock=lambda: now[0]).run(_Never())
+    # 50 polls of 1 s plus 2 s per checkpoint: one every 2 * 9 = 18 s at the earliest
+    # (11 checkpoints without the floor), the final one included
+    count = registry.get_sample_value("streamlearn_checkpoint_seconds_count")
+    assert count == 4, count
+    assert store.events() == 500
+    store.close()
