@@ -28,6 +28,7 @@ issue are ratios within one invocation.
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -130,7 +131,7 @@ def run_one(source: str, total: int, extra: list) -> dict:
     return {"events_per_second": applied() / (end - start),
             "final_checkpoint_seconds": checkpoints[-1][0],
             "checkpoint_p50": statistics.median(durations),
-            "checkpoint_p99": sorted(durations)[int(0.99 * (len(durations) - 1))],
+            "checkpoint_p99": sorted(durations)[math.ceil(0.99 * (len(durations) - 1))],
             "checkpoints": len(checkpoints),
             "learners_per_checkpoint": statistics.median(c[1] for c in checkpoints),
             "bytes_per_checkpoint": statistics.median(c[2] for c in checkpoints),

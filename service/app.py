@@ -27,6 +27,16 @@ CHECKPOINT_RETRY_SECONDS = 1.0
 CHECKPOINT_SHARE = 0.1
 
 
+def prediction_line(key: str, partition: str, position, prediction: float, y) -> str:
+    """``json.dumps`` of the prediction record plus a newline, formatted directly (a
+    quarter of the time): str values JSON-escaped, numbers as their repr, which is their
+    JSON for int and finite float."""
+    escape = json.encoder.encode_basestring_ascii
+    where = escape(position) if type(position) is str else json.dumps(position)
+    return (f'{{"key": {escape(key)}, "partition": {escape(partition)}, "position": {where}, '
+            f'"prediction": {prediction!r}, "y": {"null" if y is None else repr(y)}}}\n')
+
+
 class Service:
     """Consumes ``source`` into per-key learners, checkpointing every ``checkpoint_every``
     events (0: never by count), every ``checkpoint_interval`` seconds (or longer: see
@@ -53,8 +63,7 @@ class Service:
         self.limits = limits
         self.reset_after = reset_after
         self.clock = clock
-        self._unacked: list = []  # (partition, position) to acknowledge after a checkpoint
-        self._acks = getattr(source, "acknowledges", True)
+        self._unacked: dict = {}  # partition -> records handled since the last ack
         self._since_checkpoint = 0
         self._last_activity = clock()
         self._last_lag = 0.0
@@ -95,8 +104,7 @@ class Service:
         last = self.positions.get(record.partition)
         if last is not None and record.position <= last:
             self.metrics.handled("duplicate")
-            if self._acks:
-                self._unacked.append((record.partition, record.position))
+            self._unacked[record.partition] = self._unacked.get(record.partition, 0) + 1
             return
         if record.raw is None:
             self.metrics.handled("lost")
@@ -107,8 +115,7 @@ class Service:
             if isinstance(event, Invalid):
                 self._reject(record, event)
         self.positions[record.partition] = record.position
-        if self._acks:
-            self._unacked.append((record.partition, record.position))  # not the bytes
+        self._unacked[record.partition] = self._unacked.get(record.partition, 0) + 1
         self._since_checkpoint += 1
 
     def _apply(self, record, event):
@@ -148,9 +155,8 @@ class Service:
             self.metrics.handled("learned")
             self.metrics.error(event.y - prediction)
         if self.predictions:
-            line = json.dumps({"key": event.key, "partition": record.partition,
-                               "position": self.source.encode(record.position),
-                               "prediction": prediction, "y": event.y}) + "\n"
+            line = prediction_line(event.key, record.partition,
+                                   self.source.encode(record.position), prediction, event.y)
             for sink in self.predictions:
                 sink.write(line)
         return event
@@ -202,7 +208,7 @@ class Service:
         self._pause = (time.perf_counter() - start) * (1 / CHECKPOINT_SHARE - 1)
         self.metrics.checkpoint_learners.observe(written)
         self.source.ack(self._unacked)
-        self._unacked = []
+        self._unacked = {}
         self._since_checkpoint = 0
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
         self.metrics.last_checkpoint.set(time.time())

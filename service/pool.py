@@ -6,7 +6,8 @@ and that key's events. Columnar learners that share feature names are kept as ro
 :class:`~streamlearn.table.LearnerTable` (about 14 KB for the default model, created by one
 copy); any other learner as an object. At most ``max_learners`` stay in memory; the least
 recently used one is written to the store (into its open transaction: durable with the next
-checkpoint, never before) and read back on its next event.
+checkpoint, never before) and read back on its next event; a full pool evicts a
+hundredth of its learners at a time.
 
 A learner that refuses ``reset_after`` events in a row (FloatingPointError: it diverged and
 keeps its state, so it would refuse every later event too) is reset: replaced by a fresh
@@ -21,6 +22,7 @@ raises :class:`CorruptLearner` for it until an operator resets the key
 from __future__ import annotations
 
 import collections
+import itertools
 
 from streamlearn.table import LearnerTable, layout_of
 
@@ -28,6 +30,9 @@ __all__ = ["LearnerPool", "CorruptLearner"]
 
 # Tables (feature-name sets) a pool keeps; keys of further sets are learner objects.
 MAX_TABLES = 64
+# A full pool evicts 1/EVICT_FRACTION of its learners at once: one write of many rows
+# instead of one statement per learner.
+EVICT_FRACTION = 100
 
 
 class CorruptLearner(Exception):
@@ -64,6 +69,9 @@ class LearnerPool:
         self._dirty: set = set()    # live keys whose state differs from the stored one
         self._corrupt: dict = {}    # key -> why its stored state cannot be read
         self._tables: dict = {}     # feature names -> LearnerTable
+        # a key that is not live can be stored only if the store held learners at the start
+        # or this pool evicted one: until then a new key needs no lookup
+        self._maybe_stored = not store.empty()
         layout = layout_of(self._spawn())
         self._kind = layout[:2] if layout is not None else None  # (class, config) of rows
 
@@ -79,8 +87,9 @@ class LearnerPool:
         else:
             entry = self._load(key, x)
             self._live[key] = entry
-            while len(self._live) > self.max_learners:
-                self._evict()
+            if len(self._live) > self.max_learners:
+                self._evict(len(self._live) - self.max_learners
+                            + self.max_learners // EVICT_FRACTION)
         if entry.table is None:
             return entry.learner
         return entry.table.use(entry.row, entry.steps)
@@ -88,7 +97,7 @@ class LearnerPool:
     def _load(self, key: str, x) -> _Entry:
         if key in self._corrupt:
             raise CorruptLearner(self._corrupt[key])
-        stored = self.store.get(key)
+        stored = self.store.get(key) if self._maybe_stored else None
         if stored is None:
             return self._new(tuple(x) if type(x) is dict else ())
         state, events, refused = stored
@@ -188,16 +197,19 @@ class LearnerPool:
             else entry.table.pack(entry.row, entry.steps)
         return key, state, entry.events, entry.refused
 
-    def _evict(self) -> None:
-        key, entry = next(iter(self._live.items()))
-        if key in self._dirty:
-            self.store.put_many([self._row(key)])
+    def _evict(self, count: int) -> None:
+        """Write the ``count`` least recently used learners that changed into the store in
+        one call, and drop them from memory."""
+        keys = list(itertools.islice(self._live, count))
+        self._maybe_stored = True
+        self.store.put_many(self._row(key) for key in keys if key in self._dirty)
+        for key in keys:
             self._dirty.discard(key)
-        if entry.table is not None:
-            entry.table.drop(entry.row)
-        del self._live[key]
-        if self.on_evict is not None:
-            self.on_evict()
+            entry = self._live.pop(key)
+            if entry.table is not None:
+                entry.table.drop(entry.row)
+            if self.on_evict is not None:
+                self.on_evict()
 
     def flush(self) -> int:
         """Write every dirty learner into the store's open transaction (the checkpoint

@@ -12,12 +12,16 @@ the service should ride out (it retries later) and report each fault to ``on_err
 
 from __future__ import annotations
 
+import array
 import hashlib
+import itertools
 import json
 import logging
 import os
+import queue
 import select
 import sys
+import threading
 import time
 import urllib.parse
 import zlib
@@ -31,6 +35,7 @@ __all__ = ["Record", "FileSource", "StdinSource", "RedisSource", "RedisTarget", 
 log = logging.getLogger("streamlearn.service")
 
 BATCH = 1000
+ACK_CHUNK = 10_000  # ids per XACK
 GROUP = "streamlearn"
 READ_SIZE = 1 << 16
 # Bytes at the start of a file that identify it across restarts (with device and inode).
@@ -261,9 +266,7 @@ class FileSource:
             return int(position[0]), int(position[1])
         return 0, int(position)
 
-    acknowledges = False  # the checkpoint holds the offset
-
-    def ack(self, records: list) -> None:
+    def ack(self, counts: dict) -> None:
         """Files need no acknowledgement: the checkpoint holds the offset."""
 
     def lag(self) -> dict:
@@ -322,9 +325,7 @@ class StdinSource:
     def decode(position) -> int:
         return int(position)
 
-    acknowledges = False
-
-    def ack(self, records: list) -> None:
+    def ack(self, counts: dict) -> None:
         """Nothing to acknowledge."""
 
     def lag(self) -> dict:
@@ -391,11 +392,17 @@ class RedisSource:
     Connection faults and timeouts are retried with capped exponential backoff; a deleted
     stream or consumer group is recreated at the last position applied, so nothing is read
     twice or skipped. Entries trimmed away while pending come back as lost records.
+
+    A reader thread reads ahead (at most ``PREFETCH`` batches), so that the round trips
+    to Redis overlap with learning; ``poll`` takes the batches it read. Batches read but not
+    taken when the source closes were never applied nor acknowledged: Redis keeps them
+    pending, and the next run reads them again.
     """
 
     name = "redis"
     replayable = True
     BACKOFF = (0.25, 5.0)  # first and longest wait between retries, seconds
+    PREFETCH = 2
 
     def __init__(self, url: str, positions: dict | None = None, consumer: str = "streamlearn",
                  on_error=None):
@@ -406,6 +413,13 @@ class RedisSource:
         self.pending = {s: "0" for s in self.streams}  # pending-list cursor per stream
         self.wait = 0.0
         self.retry_at = 0.0
+        self._batches: queue.Queue = queue.Queue(self.PREFETCH)
+        # stream -> ids read and not acknowledged yet, (ms, seq) flat: 16 bytes an entry,
+        # where the records would hold their bytes until the checkpoint
+        self._read_ids: dict = {}
+        self._read_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reader = None  # started by the first poll
         try:
             self._call(lambda: _create_groups(self.client, self.streams, self.delivered))
         except SourceError:
@@ -447,6 +461,33 @@ class RedisSource:
         raise SourceError(f"redis is not answering as expected; retrying in {self.wait:.2f} s")
 
     def poll(self, timeout: float):
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read_ahead, daemon=True,
+                                            name="streamlearn-redis-reader")
+            self._reader.start()
+        try:
+            batch = self._batches.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        if isinstance(batch, BaseException):  # what the reader could not handle
+            raise batch
+        return batch
+
+    def _read_ahead(self) -> None:
+        """The reader thread: batches into the queue until the source closes."""
+        try:
+            while not self._closing.is_set():
+                batch = self._read_batch(0.2)
+                while batch and not self._closing.is_set():
+                    try:
+                        self._batches.put(batch, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # noqa: BLE001 - handed to poll, which raises it
+            self._batches.put(exc)
+
+    def _read_batch(self, timeout: float) -> list:
         now = time.monotonic()
         if now < self.retry_at:
             time.sleep(min(timeout, self.retry_at - now))
@@ -487,6 +528,9 @@ class RedisSource:
                         lost[-1].decode())
         if out:
             self.delivered[stream] = self.encode(out[-1].position)
+            with self._read_lock:
+                self._read_ids.setdefault(stream, array.array("Q")).extend(
+                    itertools.chain.from_iterable(record.position for record in out))
         return out
 
     @staticmethod
@@ -500,22 +544,32 @@ class RedisSource:
     def state(self, positions: dict) -> dict:
         return {}
 
-    acknowledges = True  # XACK after each checkpoint
-
-    def ack(self, records: list) -> None:
-        """Acknowledge (partition, position) pairs, pipelined; best effort: an entry left
-        pending is read again after a fault or restart and skipped as a duplicate."""
+    def ack(self, counts: dict) -> None:
+        """Acknowledge the first ``counts[stream]`` entries read from each stream since the
+        last ack (the service handles them in the order read), pipelined; best effort: an
+        entry left pending is read again after a fault or restart and skipped as a
+        duplicate."""
         by_stream: dict = {}
-        for partition, position in records:
-            by_stream.setdefault(partition, []).append(self.encode(position))
+        with self._read_lock:
+            for stream, count in counts.items():
+                ids = self._read_ids.get(stream)
+                if ids:
+                    by_stream[stream] = ids[:2 * count]
+                    del ids[:2 * count]
 
-        def send():
+        def send(stream, ids):
             pipe = self.client.pipeline(transaction=False)
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, GROUP, *ids)
+            for start in range(0, len(ids), 2 * ACK_CHUNK):
+                chunk = ids[start:start + 2 * ACK_CHUNK]
+                pipe.xack(stream, GROUP, *[f"{ms}-{seq}" for ms, seq in
+                                           zip(chunk[0::2], chunk[1::2])])
             pipe.execute()
+        # a pipeline at a time: a million ids as strings would take more memory than the
+        # learners
         try:
-            self._call(send)
+            for stream, ids in by_stream.items():
+                for start in range(0, len(ids), 2 * ACK_CHUNK * 10):
+                    self._call(lambda: send(stream, ids[start:start + 2 * ACK_CHUNK * 10]))
         except SourceError:
             pass
 
@@ -544,6 +598,9 @@ class RedisSource:
         return out
 
     def close(self) -> None:
+        self._closing.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2 * self.timeout + 1)
         self.client.close()
 
 
@@ -551,16 +608,20 @@ class _RedisSink:
     """A write/flush file-like object that appends each line to a stream. Lines stay
     buffered until a flush has written them: a flush that fails (SourceError) keeps them for
     the next one, and the service does not checkpoint past unwritten predictions. A flush is
-    one script call per CHUNK lines (a pipeline of XADDs spent most of a Redis run packing
-    their arguments)."""
+    one script call per CHUNK lines, joined into one argument (a pipeline of XADDs, and then
+    one argument per line, spent most of a Redis run packing arguments)."""
 
     CHUNK = 10_000
-    # KEYS[1]: the stream; ARGV[1]: its approximate maximum length; ARGV[2..]: the lines
-    SCRIPT = """
-        for i = 2, #ARGV do
-            redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'prediction', ARGV[i])
+    # KEYS[1]: the stream; ARGV[1]: its approximate maximum length; ARGV[2]: the lines, each
+    # ended by a newline (JSON lines hold none)
+    SCRIPT = r"""
+        local n = 0
+        for line in string.gmatch(ARGV[2], "([^\n]*)\n") do
+            redis.call('XADD', KEYS[1], '*', 'prediction', line)
+            n = n + 1
         end
-        return #ARGV - 1
+        redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
+        return n
     """
 
     def __init__(self, source: RedisSource, stream: str, maxlen: int = 1_000_000):
@@ -569,13 +630,13 @@ class _RedisSink:
         self.script = source.client.register_script(self.SCRIPT)
 
     def write(self, line: str) -> None:
-        self.lines.append(line.rstrip("\n"))
+        self.lines.append(line)  # ends with its newline
 
     def flush(self) -> None:
         while self.lines:
             chunk = self.lines[:self.CHUNK]
             self.source._call(lambda: self.script(keys=[self.stream],
-                                                  args=[self.maxlen, *chunk]))
+                                                  args=[self.maxlen, "".join(chunk)]))
             del self.lines[:len(chunk)]
 
     def close(self) -> None:

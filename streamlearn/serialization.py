@@ -118,18 +118,15 @@ class PackTemplate:
         self.views = list(_arrays(state))
 
     def pack(self, values) -> bytes:
-        head = (self.text % tuple(_number(values[i]) for i in self.order)).encode()
-        return _seal(head, [live if live is not None else np.ascontiguousarray(view)
-                            for live, view in zip(self.live, self.views)])
+        return self.pack_data(values, [live if live is not None else np.ascontiguousarray(view)
+                                       for live, view in zip(self.live, self.views)])
 
-
-def _number(value) -> str:
-    """A number as json.dumps writes it."""
-    if type(value) is float:
-        if not math.isfinite(value):
-            raise TypeError(f"state holds a value that is not plain data: {value!r}")
-        return float.__repr__(value)
-    return int.__repr__(value)
+    def pack_data(self, values, arrays: list) -> bytes:
+        """``pack(values)``, given the arrays' bytes (buffers, in order, possibly joined)."""
+        ordered = tuple([values[i] for i in self.order])
+        if not all(map(math.isfinite, ordered)):  # str() of an int or float is its JSON
+            raise TypeError(f"state holds a value that is not plain data: {ordered!r:.200}")
+        return _seal((self.text % ordered).encode(), arrays)
 
 
 def _replace(tree: dict, values: dict, prefix: str = "") -> dict:

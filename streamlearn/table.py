@@ -122,21 +122,27 @@ class LearnerTable:
 
     def pack(self, row: bytearray, steps: int) -> bytes:
         """The learner's ``to_bytes()``."""
-        return self.use(row, steps, kernel=False).to_bytes()
+        codec = self._codec()
+        if not codec.plan:
+            return self.use(row, steps, kernel=False).to_bytes()
+        return codec.pack(self._bytes if self._loaded is row else row, steps)
 
     def read(self, data: bytes):
         """(row, steps) of ``to_bytes()`` output of a learner of this layout, checked as
         ``from_bytes`` checks it; None when ``data`` is not of this layout (or not
         readable without parsing: ``from_bytes`` then reads it or says what is wrong)."""
+        return self._codec().read(data)
+
+    def _codec(self):
         if self._reader is None:
-            self._reader = _Reader(self)
-        return self._reader.read(data)
+            self._reader = _Codec(self)
+        return self._reader
 
 
-class _Reader:
-    """Reads a table's layout from bytes: the header must be the layout's, numbers aside;
-    the arrays are gathered into a new row with one fancy index, checked group by group
-    (the bounds of ``entry_checks``) on the way."""
+class _Codec:
+    """A table's layout to and from bytes by fancy indexes between a row and the arrays'
+    bytes in a state's order. Reading, the header must be the layout's, numbers aside, and
+    the values are checked group by group (the bounds of ``entry_checks``) on the way."""
 
     def __init__(self, table: LearnerTable):
         self.plan = False
@@ -182,6 +188,18 @@ class _Reader:
                 src.extend(s for s, _ in pairs)
                 dst.extend(d for _, d in pairs)
         self.src, self.dst = np.concatenate(src), np.concatenate(dst)
+        # packing: one gather from the row's floats followed by the structure's values
+        order = np.empty(position, np.int64)
+        order[self.src] = self.dst
+        self.ext = np.empty(len(shadow) + sum(len(b) // 8 for _, b in self.fixed))
+        tail = len(shadow)
+        for offset, expected in self.fixed:
+            size = len(expected) // 8
+            order[offset // 8: offset // 8 + size] = np.arange(tail, tail + size)
+            self.ext[tail:tail + size] = np.frombuffer(expected, np.float64)
+            tail += size
+        self.order_all, self.out = order, np.empty(position)
+        self.template = template
         self.values = np.empty(len(self.src))
         self.starts = np.array(starts)
         self.low = [low for (low, _), _ in checks]
@@ -195,6 +213,12 @@ class _Reader:
                        if key in arrays else (key, scalar_index.index(SCALARS.index(key)))
                        for key in itertools.chain(*COUNTS)]
         self.plan = True
+
+    def pack(self, row, steps: int) -> bytes:
+        floats = np.frombuffer(row, np.float64)
+        self.ext[:len(floats)] = floats
+        np.take(self.ext, self.order_all, out=self.out)
+        return self.template.pack_data([steps, *floats[self.scalars].tolist()], [self.out])
 
     def read(self, data: bytes):
         if not self.plan or type(data) is not bytes or not data.startswith(MAGIC) \

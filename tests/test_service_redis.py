@@ -50,3 +50,31 @@ def test_killed_consumer_ends_identical_to_the_file_run(tmp_path):
         # predictions also go to a stream; at-least-once, so a crash may repeat a few
         assert client.xlen("ev:predictions") >= N
         client.close()
+
+
+def test_only_handled_entries_are_acknowledged(tmp_path):
+    """The reader thread reads ahead; an ack covers the entries the service handled (the
+    first ones read), and whatever was read ahead but not handled stays pending for the
+    next run."""
+    from streamlearn.service.sources import RedisSource
+
+    events = tmp_path / "events.jsonl"
+    write_lines(events, event_lines(5_000, n_keys=1, seed=3))
+    with redis_server(tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}/0?stream=ev&partitions=1"
+        assert run_cli("produce", "--target", url, events).returncode == 0
+        client = redis.Redis(port=port)
+        source = RedisSource(url)
+        batch = []
+        wait_for(lambda: batch.extend(source.poll(0.2)) or len(batch) >= 1_000, timeout=10)
+        wait_for(lambda: client.xpending("ev:0", "streamlearn")["pending"] > len(batch),
+                 timeout=10)
+        source.ack({"ev:0": 600})
+        source.close()
+        pending = client.xpending_range("ev:0", "streamlearn", "-", "+", 10_000)
+        acked = {RedisSource.encode(record.position) for record in batch[:600]}
+        assert acked.isdisjoint(entry["message_id"].decode() for entry in pending)
+        assert len(pending) == client.xpending("ev:0", "streamlearn")["pending"] \
+            > len(batch) - 600  # the rest of the batch and what was read ahead
+        assert {RedisSource.encode(r.position) for r in batch[600:]} \
+            <= {entry["message_id"].decode() for entry in pending}

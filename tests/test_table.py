@@ -35,6 +35,9 @@ class _Store:
     def get(self, key):
         return self.rows.get(key)
 
+    def empty(self):
+        return not self.rows
+
     def put_many(self, rows):
         for key, state, events, refused in rows:
             self.rows[key] = (state, events, refused)
@@ -180,3 +183,21 @@ def test_rows_of_another_seed_stay_objects():
     old.learn_one({"a": 2.0, "b": 1.0}, 1.0)
     pool.applied("k")
     assert pool.get("k").to_bytes() == old.to_bytes()
+
+
+def test_new_keys_are_looked_up_once_anything_could_be_stored():
+    """A pool skips the store for new keys only while no key can be stored: an empty store
+    at the start and no eviction yet."""
+    store = _Store()
+    lookups = []
+    get = store.get
+    store.get = lambda key: lookups.append(key) or get(key)
+    pool = LearnerPool(ColumnarRegressor(), 0, store, max_learners=2)
+    for key in ("a", "b"):
+        pool.get(key, {"x": 1.0}).learn_one({"x": 1.0}, 1.0)
+        pool.applied(key)
+    assert lookups == []
+    pool.get("c", {"x": 1.0})  # evicts "a" into the store
+    pool.get("a", {"x": 1.0})  # so "a" must be read back
+    assert lookups == ["a"]
+    assert LearnerPool(ColumnarRegressor(), 0, store, 2).get("a").n_features == 1
