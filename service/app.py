@@ -80,7 +80,7 @@ class Service:
             if batch is None:
                 break
             now = self.clock()
-            if self._since_checkpoint and (
+            if (self._since_checkpoint or self._unacked) and (
                     now - self._checkpointed >= max(self.checkpoint_interval, self._pause)
                     or not batch and now - self._last_activity >= self.idle_seconds):
                 self.checkpoint()

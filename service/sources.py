@@ -410,7 +410,8 @@ class RedisSource:
         self.consumer = consumer
         self.on_error = on_error
         self.delivered = {s: p for s, p in (positions or {}).items() if s in self.streams}
-        self.pending = {s: "0" for s in self.streams}  # pending-list cursor per stream
+        self.pending: dict = {}  # pending-list cursor per stream (the reader's own)
+        self._reread = True      # read the pending lists first: set at start, after faults
         self.wait = 0.0
         self.retry_at = 0.0
         self._batches: queue.Queue = queue.Queue(self.PREFETCH)
@@ -428,7 +429,7 @@ class RedisSource:
     def _fault(self, kind: str, exc: Exception) -> None:
         self.wait = min(self.BACKOFF[1], max(self.BACKOFF[0], 2 * self.wait))
         self.retry_at = time.monotonic() + self.wait
-        self.pending = {s: "0" for s in self.streams}  # a lost reply may hold entries
+        self._reread = True  # a lost reply may hold entries: the reader re-reads them
         log.warning("redis: %s (%s); retrying in %.2f s", kind, exc, self.wait)
         if self.on_error is not None:
             self.on_error(kind)
@@ -498,6 +499,9 @@ class RedisSource:
             return []
 
     def _read(self, timeout: float) -> list:
+        if self._reread:
+            self._reread = False
+            self.pending = {s: "0" for s in self.streams}
         if self.pending:
             stream, cursor = next(iter(self.pending.items()))
             reply = self.client.xreadgroup(GROUP, self.consumer, {stream: cursor}, count=BATCH)
@@ -546,9 +550,9 @@ class RedisSource:
 
     def ack(self, counts: dict) -> None:
         """Acknowledge the first ``counts[stream]`` entries read from each stream since the
-        last ack (the service handles them in the order read), pipelined; best effort: an
-        entry left pending is read again after a fault or restart and skipped as a
-        duplicate."""
+        last ack (the service handles them in the order read), pipelined. If that fails,
+        the reader reads the pending entries again: the service skips them as duplicates
+        and acknowledges them with its next checkpoint."""
         by_stream: dict = {}
         with self._read_lock:
             for stream, count in counts.items():
@@ -570,8 +574,8 @@ class RedisSource:
             for stream, ids in by_stream.items():
                 for start in range(0, len(ids), 2 * ACK_CHUNK * 10):
                     self._call(lambda: send(stream, ids[start:start + 2 * ACK_CHUNK * 10]))
-        except SourceError:
-            pass
+        except SourceError:  # the reader reads the pending entries again: duplicates now
+            self._reread = True
 
     def prediction_sink(self):
         """Predictions also go to the stream ``NAME:predictions`` (trimmed to about 1M)."""

@@ -1,7 +1,8 @@
 """Many learners of one layout as rows of bytes, stepped by one worker learner.
 
 A service keeps a learner per key. As an object, a default learner costs about 60 KB (its
-arrays plus a kernel of typed memoryviews and scratch) and about 100 us to build. A
+arrays plus a kernel of typed memoryviews and scratch), and building one (``spawn``, then
+its kernel at its first event) costs far more than copying its state. A
 :class:`LearnerTable` holds the learners that share a configuration and feature names (a
 *layout*) as rows: the bytes of their learned arrays, laid out as the kernel reads them
 (:meth:`ColumnarNetwork.in_arena`). One worker learner, whose learned arrays all live in
