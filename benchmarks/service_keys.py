@@ -203,7 +203,7 @@ def key_costs(calls: int = 2_000, repeats: int = 5) -> None:
         for row in rows:
             table.use(row, t).learn_one(x, x["a"])
         learner.learn_one(x, x["a"])
-    data = table.pack(rows[0], 200)
+    data, row_state = table.pack(rows[0], 200), table.dump(rows[0], 200)
 
     def best(call) -> float:
         times = []
@@ -216,9 +216,11 @@ def key_costs(calls: int = 2_000, repeats: int = 5) -> None:
     print(f"# machine: {machine()}; us per call, best of {repeats} x {calls:,}")
     print(f"row: new {best(table.new_row):.2f}, switch rows "
           f"{best(lambda: (table.use(rows[0], 200), table.use(rows[1], 200))) / 2:.2f}, "
+          f"row state (stored) dump {best(lambda: table.dump(rows[0], 200)):.2f}, "
+          f"load {best(lambda: table.load(row_state)):.2f}, "
           f"to_bytes {best(lambda: table.pack(rows[0], 200)):.2f}, "
-          f"from_bytes {best(lambda: table.read(data)):.2f}; bytes: row {len(rows[0]):,}, "
-          f"state {len(data):,}")
+          f"read to_bytes {best(lambda: table.read(data)):.2f}; bytes: row {len(rows[0]):,}, "
+          f"row state {len(row_state):,}, to_bytes {len(data):,}")
     print(f"object: spawn {best(lambda: prototype.spawn(1)):.2f}, "
           f"to_bytes {best(learner.to_bytes):.2f}, "
           f"from_bytes {best(lambda: ColumnarRegressor.from_bytes(data)):.2f}")

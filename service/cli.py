@@ -12,7 +12,8 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from .app import Service
-from .config import Config, build_model, learner_class, parse_param
+from .config import Config, build_model, parse_param
+from .layouts import StoredLayouts
 from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
 from .sources import RedisTarget, open_source
@@ -134,12 +135,12 @@ def run(config: Config) -> int:
 
 def inspect(directory: str, as_json: bool, verify: bool) -> int:
     store = StateStore(directory, writer=False)
-    learners, damaged = {}, []
+    layouts, learners, damaged = StoredLayouts(store), {}, []
     for key, events, digest, state in store.summary():
         learners[key] = {"events": events, "sha256": digest}
         if verify:
             try:
-                learner_class(state).from_bytes(state)
+                layouts.learner_bytes(state)
             except ValueError as exc:
                 damaged.append((key, str(exc)))
     summary = {"source": store.meta("source"), "positions": store.positions(),

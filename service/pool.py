@@ -26,6 +26,8 @@ import itertools
 
 from streamlearn.table import LearnerTable, layout_of
 
+from .layouts import StoredLayouts
+
 __all__ = ["LearnerPool", "CorruptLearner"]
 
 # Tables (feature-name sets) a pool keeps; keys of further sets are learner objects.
@@ -69,6 +71,7 @@ class LearnerPool:
         self._dirty: set = set()    # live keys whose state differs from the stored one
         self._corrupt: dict = {}    # key -> why its stored state cannot be read
         self._tables: dict = {}     # feature names -> LearnerTable
+        self.layouts = StoredLayouts(store)
         # a key that is not live can be stored only if the store held learners at the start
         # or this pool evicted one: until then a new key needs no lookup
         self._maybe_stored = not store.empty()
@@ -102,12 +105,7 @@ class LearnerPool:
             return self._new(tuple(x) if type(x) is dict else ())
         state, events, refused = stored
         try:
-            for table in reversed(self._tables.values()):
-                read = table.read(state)
-                if read is not None:
-                    return _Entry(table=table, row=read[0], steps=read[1], events=events,
-                                  refused=refused)
-            entry = self._place(type(self.prototype).from_bytes(state))
+            entry = self._read(state)
         except ValueError as exc:  # SerializationError: damaged bytes
             self._corrupt[key] = f"the stored state of key {key!r} is damaged: {exc}"
             if self.on_corrupt is not None:
@@ -115,6 +113,19 @@ class LearnerPool:
             raise CorruptLearner(self._corrupt[key]) from None
         entry.events, entry.refused = events, refused
         return entry
+
+    def _read(self, state: bytes) -> _Entry:
+        """The entry of a stored state: a row state, or a learner's ``to_bytes()`` (as a row
+        where it is one of a table's)."""
+        loaded = self.layouts.load(state)
+        if loaded is not None:
+            table, row, steps = loaded
+            return _Entry(table=table, row=row, steps=steps)
+        for table in reversed(self._tables.values()):
+            read = table.read(state)
+            if read is not None:
+                return _Entry(table=table, row=read[0], steps=read[1])
+        return self._place(type(self.prototype).from_bytes(state))
 
     def _spawn(self):
         if hasattr(self.prototype, "spawn"):
@@ -131,7 +142,10 @@ class LearnerPool:
                 fresh.add_features(list(names))
             except (TypeError, ValueError):  # names a learner cannot take
                 return None
-            table = self._tables[names] = LearnerTable(fresh)
+            # the table read back from the store, if it holds this layout already
+            table = self._tables[names] = self.layouts.add(LearnerTable(fresh))
+            # into the open transaction: durable with the first rows that name it
+            self.store.put_layout(table.layout_id, table.layout_state)
         return table
 
     def _new(self, names: tuple) -> _Entry:
@@ -194,7 +208,7 @@ class LearnerPool:
     def _row(self, key: str) -> tuple:
         entry = self._live[key]
         state = entry.learner.to_bytes() if entry.table is None \
-            else entry.table.pack(entry.row, entry.steps)
+            else entry.table.dump(entry.row, entry.steps)
         return key, state, entry.events, entry.refused
 
     def _evict(self, count: int) -> None:

@@ -1,13 +1,16 @@
 """The state store: learner states and source positions in one SQLite database.
 
-``DIR/state.sqlite`` (WAL mode, ``synchronous=FULL``) holds three tables::
+``DIR/state.sqlite`` (WAL mode, ``synchronous=FULL``) holds four tables::
 
     learners(key TEXT PRIMARY KEY, state BLOB, events INTEGER, refused INTEGER)
+    layouts(id BLOB PRIMARY KEY, state BLOB)                -- what row states share
     positions(partition TEXT PRIMARY KEY, position TEXT)    -- JSON of the source's encoding
     meta(name TEXT PRIMARY KEY, value TEXT)                 -- 'source', 'source_state' (JSON)
 
-``state`` is the learner's ``to_bytes()`` (checksummed, no pickle); ``events`` counts the
-events applied to it, ``refused`` the events it refused in a row (LearnerPool). The writer
+``state`` is a row state (:mod:`streamlearn.table`: checksummed values whose layout, a fresh
+learner's ``to_bytes()``, is stored once in ``layouts``) or a learner's ``to_bytes()``
+(checksummed, no pickle); ``events`` counts the events applied to it, ``refused`` the
+events it refused in a row (LearnerPool). Schema 1 had no ``layouts``: the writer adds it. The writer
 keeps one transaction open at all times: learners evicted between checkpoints are written
 into it, and a checkpoint writes the dirty learners and the positions into it and commits.
 So the database only ever holds a checkpoint's learners together with its positions, a
@@ -31,10 +34,12 @@ import sqlite3
 __all__ = ["StateStore", "StoreError", "DATABASE"]
 
 DATABASE = "state.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READS = (1, SCHEMA_VERSION)  # schema 1 holds no row states, so reads as 2
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS learners (key TEXT PRIMARY KEY, state BLOB NOT NULL, "
     "events INTEGER NOT NULL, refused INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS layouts (id BLOB PRIMARY KEY, state BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS positions (partition TEXT PRIMARY KEY, position TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
@@ -60,6 +65,7 @@ class StateStore:
         self.path = os.path.join(self.directory, DATABASE)
         self._lock_fd = None
         self._failed = None  # why a write failed: no write after it (see _errors)
+        self._writer = writer
         if os.path.exists(os.path.join(self.directory, "manifest.json")) \
                 and not os.path.exists(self.path):
             raise StoreError(f"{self.directory} holds a checkpoint of an older streamlearn "
@@ -86,19 +92,17 @@ class StateStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA:
-                    self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._check_version()
+            for statement in _SCHEMA:
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self.db.execute("BEGIN IMMEDIATE")
 
     def _check_version(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
+        if version not in (0, *_READS) or (version == 0 and not self._writer):
             raise StoreError(f"{self.path} has schema version {version}; this version reads "
-                             f"{SCHEMA_VERSION}")
+                             f"{', '.join(map(str, _READS))}")
 
     @contextlib.contextmanager
     def _errors(self, what: str, write: bool = False):
@@ -122,6 +126,16 @@ class StateStore:
             row = self.db.execute("SELECT state, events, refused FROM learners WHERE key = ?",
                                   (key,)).fetchone()
         return None if row is None else (bytes(row[0]), row[1], row[2])
+
+    def layout(self, layout_id: bytes):
+        """The state of a layout (``LearnerTable.layout_state``), or None if not stored."""
+        with self._errors("reading layouts"):
+            try:
+                row = self.db.execute("SELECT state FROM layouts WHERE id = ?",
+                                      (layout_id,)).fetchone()
+            except sqlite3.OperationalError:  # schema 1, read-only: no row states either
+                return None
+        return None if row is None else bytes(row[0])
 
     def positions(self) -> dict:
         with self._errors("reading positions"):
@@ -158,6 +172,13 @@ class StateStore:
         with self._errors("writing learners", write=True):
             self.db.executemany("INSERT OR REPLACE INTO learners (key, state, events, refused) "
                                 "VALUES (?, ?, ?, ?)", rows)
+
+    def put_layout(self, layout_id: bytes, state: bytes) -> None:
+        """Write a layout into the open transaction (its state is a function of its id, so
+        rewriting it repairs a damaged copy)."""
+        with self._errors("writing layouts", write=True):
+            self.db.execute("INSERT OR REPLACE INTO layouts (id, state) VALUES (?, ?)",
+                            (layout_id, state))
 
     def delete(self, key: str) -> bool:
         """Remove ``key``'s state (in the open transaction); False if it had none."""

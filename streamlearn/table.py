@@ -15,10 +15,19 @@ code as any learner, and :meth:`LearnerTable.pack` gives exactly the learner's
 with every check of ``from_bytes`` (a damaged or hostile blob raises
 SerializationError), but without parsing the JSON header: it must be the layout's own,
 with only the step count and the scalars differing.
+
+A store need not repeat what every row of a layout shares. :meth:`LearnerTable.dump` gives a
+*row state*: ``ROW_MAGIC``, the layout's id (the first 8 bytes of the SHA-256 of
+``layout_state``, a fresh learner's ``to_bytes()``), the step count (``<Q``), the row's
+state values in a fixed order (``<f8``) and a CRC-32 of everything before it (``<I``).
+Nothing the kernel derives, no structure and no header: 11,348 bytes for the default
+model instead of 14,694. :meth:`LearnerTable.load` reads it back with the same checks; the
+layout's table is rebuilt from ``layout_state`` (``LearnerTable(cls.from_bytes(...))``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import operator
 import re
@@ -30,7 +39,11 @@ import numpy as np
 from streamlearn.network import COUNTS, SCALARS, STRUCTURE, check_counts, entry_checks
 from streamlearn.serialization import MAGIC, SerializationError
 
-__all__ = ["LearnerTable", "layout_of"]
+__all__ = ["LearnerTable", "layout_of", "row_layout", "ROW_MAGIC"]
+
+ROW_MAGIC = b"STREAMLEARN-ROW\x01"
+_ROW_HEAD = struct.Struct(f"<{len(ROW_MAGIC)}s8sQ")  # magic, layout id, steps
+_CRC = struct.Struct("<I")
 
 # a JSON number as serialization writes it (json.dumps of an int or a finite float)
 _NUMBER = rb"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
@@ -46,6 +59,13 @@ def layout_of(learner) -> tuple | None:
     return type(learner), net.config, tuple(net.names)
 
 
+def row_layout(data) -> bytes | None:
+    """The layout id a row state names, or None if ``data`` is not a row state."""
+    if type(data) is not bytes or len(data) < _ROW_HEAD.size or not data.startswith(ROW_MAGIC):
+        return None
+    return _ROW_HEAD.unpack_from(data)[1]
+
+
 class LearnerTable:
     """Rows (``bytearray``) of the learners of ``layout_of(fresh)``; ``fresh`` (a learner
     of that layout that has learned nothing) gives the state of a new row."""
@@ -54,6 +74,9 @@ class LearnerTable:
         self.layout = layout_of(fresh)
         if self.layout is None:
             raise ValueError("a learner with a stage schedule cannot be a table row")
+        # what rebuilds this table, and its id in row states
+        self.layout_state = fresh.to_bytes()
+        self.layout_id = hashlib.sha256(self.layout_state).digest()[:8]
         self.net, arena = fresh._net.in_arena()
         self.worker = self._blank(fresh)
         self._arena = arena
@@ -134,6 +157,19 @@ class LearnerTable:
         readable without parsing: ``from_bytes`` then reads it or says what is wrong)."""
         return self._codec().read(data)
 
+    def dump(self, row: bytearray, steps: int) -> bytes:
+        """The row state of ``row`` (the learner's ``to_bytes()`` where the layout has no
+        row states: float32)."""
+        codec = self._codec()
+        if not codec.plan:
+            return self.pack(row, steps)
+        return codec.dump(self._bytes if self._loaded is row else row, steps)
+
+    def load(self, data: bytes):
+        """(row, steps) of a row state of this layout, checked as ``from_bytes`` checks a
+        state (SerializationError, naming what is wrong, if a check fails)."""
+        return self._codec().load(data)
+
     def _codec(self):
         if self._reader is None:
             self._reader = _Codec(self)
@@ -148,6 +184,7 @@ class _Codec:
     def __init__(self, table: LearnerTable):
         self.plan = False
         worker = table.worker
+        self.layout_id = table.layout_id
         worker.to_bytes()  # builds the pack template
         _, template, scalar_index = worker._packer
         self.fresh = table._fresh
@@ -201,18 +238,26 @@ class _Codec:
             tail += size
         self.order_all, self.out = order, np.empty(position)
         self.template = template
-        self.values = np.empty(len(self.src))
+        self.values = np.empty(len(self.src) + len(scalar_index))
         self.starts = np.array(starts)
         self.low = [low for (low, _), _ in checks]
         self.high = [high for (_, high), _ in checks]
         self.whole = [(start, start + size) for start, size, (_, whole) in zip(
             starts, np.diff(starts + [len(self.src)]), checks) if whole]
         self.scalars = index(arrays["scalars"])[scalar_index]
-        # where check_counts finds its entries: in the gathered values, or the scalars
-        place = {position: i for i, position in enumerate(self.dst.tolist())}
-        self.counts = [(key, [place[p] for p in index(arrays[key]).tolist()])
-                       if key in arrays else (key, scalar_index.index(SCALARS.index(key)))
-                       for key in itertools.chain(*COUNTS)]
+        # row states: the values in check-group order, then the scalars
+        self.gather = np.concatenate([self.dst, self.scalars])
+        # where check_counts finds its entries among the gathered values: one take, then
+        # each key's slice of it
+        place = {position: i for i, position in enumerate(self.gather.tolist())}
+        spots = {key: [place[p] for p in index(arrays[key] if key in arrays else
+                                               arrays["scalars"][SCALARS.index(key):][:1]).tolist()]
+                 for key in itertools.chain(*COUNTS)}
+        self.count_index = np.array(list(itertools.chain(*spots.values())), np.int64)
+        ends = np.cumsum([len(where) for where in spots.values()]).tolist()
+        self.count_slices = [(key, end - len(where), end)
+                             for (key, where), end in zip(spots.items(), ends)]
+        self.row_size = _ROW_HEAD.size + 8 * len(self.gather) + _CRC.size
         self.plan = True
 
     def pack(self, row, steps: int) -> bytes:
@@ -242,29 +287,60 @@ class _Codec:
             scalars = [float(number) for number in numbers[1:]]
         except ValueError:
             return None  # not an int: from_bytes says what is wrong
-        if not 0 <= steps < 2**62 or not all(
-                low <= value <= high and (not whole or value == int(value))
-                for value, ((low, high), whole) in zip(scalars, self.scalar_checks)):
+        if not 0 <= steps < 2**62:
             return None
         for offset, expected in self.fixed:
             if data[body + offset: body + offset + len(expected)] != expected:
                 return None
-        values = np.take(np.frombuffer(data, "<f8", count=self.items, offset=body), self.src,
-                         out=self.values)
+        gathered = self.values
+        np.take(np.frombuffer(data, "<f8", count=self.items, offset=body), self.src,
+                out=gathered[:len(self.src)])
+        gathered[len(self.src):] = scalars
+        if self._why_invalid(gathered):
+            return None  # from_bytes says what is wrong
+        row = bytearray(self.fresh)
+        np.frombuffer(row, np.float64)[self.gather] = gathered
+        return row, steps
+
+    def _why_invalid(self, gathered) -> str | None:
+        """What breaks a bound of ``entry_checks`` or ``check_counts``, if anything, among
+        the ``gathered`` values (in ``gather`` order)."""
+        values, scalars = gathered[:len(self.src)], gathered[len(self.src):].tolist()
+        if not all(low <= value <= high and (not whole or value == int(value))
+                   for value, ((low, high), whole) in zip(scalars, self.scalar_checks)):
+            return "a scalar lies outside its bounds"
         # NaN fails both comparisons
         if not (all(map(operator.ge, np.minimum.reduceat(values, self.starts).tolist(), self.low))
                 and all(map(operator.le, np.maximum.reduceat(values, self.starts).tolist(),
                             self.high))):
-            return None
+            return "a value is not finite or lies outside its bounds"
         if not all(value.is_integer() for a, b in self.whole for value in values[a:b].tolist()):
-            return None
+            return "a count is not a whole number"
         try:
-            check_counts({key: values[where].tolist() if type(where) is list
-                          else scalars[where] for key, where in self.counts})
-        except SerializationError:
-            return None
+            counts = gathered.take(self.count_index).tolist()
+            check_counts({key: counts[a:b] for key, a, b in self.count_slices})
+        except SerializationError as exc:
+            return str(exc)
+        return None
+
+    def dump(self, row, steps: int) -> bytes:
+        head = _ROW_HEAD.pack(ROW_MAGIC, self.layout_id, steps)
+        body = head + np.take(np.frombuffer(row, np.float64), self.gather).tobytes()
+        return body + _CRC.pack(zlib.crc32(body))
+
+    def load(self, data: bytes):
+        if type(data) is not bytes or len(data) != self.row_size \
+                or row_layout(data) != self.layout_id:
+            raise SerializationError(f"not a row state of layout {self.layout_id.hex()} "
+                                     f"({self.row_size} bytes)")
+        if zlib.crc32(memoryview(data)[:-_CRC.size]) != _CRC.unpack_from(data, len(data) - 4)[0]:
+            raise SerializationError("state is corrupt or truncated (checksum mismatch)")
+        steps = _ROW_HEAD.unpack_from(data)[2]
+        gathered = np.frombuffer(data, "<f8", count=len(self.gather), offset=_ROW_HEAD.size)
+        why = "the step count is out of range" if steps >= 2**62 \
+            else self._why_invalid(gathered)
+        if why is not None:
+            raise SerializationError(f"row state of layout {self.layout_id.hex()}: {why}")
         row = bytearray(self.fresh)
-        floats = np.frombuffer(row, np.float64)
-        floats[self.dst] = values
-        floats[self.scalars] = scalars
+        np.frombuffer(row, np.float64)[self.gather] = gathered
         return row, steps

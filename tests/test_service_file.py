@@ -112,9 +112,11 @@ def test_config_file_and_params(tmp_path):
                   "--param", "step_size=0.001", "--checkpoint-dir", tmp_path / "ck",
                   "--metrics-address", "none")
     assert out.returncode == 0, out.stderr
-    from streamlearn.service.store import StateStore
-    state, _, _ = StateStore(tmp_path / "ck", writer=False).get("sensor-0")
     from streamlearn import ColumnarRegressor
+    from streamlearn.service.layouts import StoredLayouts
+    from streamlearn.service.store import StateStore
+    store = StateStore(tmp_path / "ck", writer=False)
+    state = StoredLayouts(store).learner_bytes(store.get("sensor-0")[0])
     params = ColumnarRegressor.from_bytes(state).state_dict()["params"]
     assert (params["n_columns"], params["optimizer"], params["step_size"]) == (3, "sgd", 0.001)
 

@@ -64,6 +64,38 @@ def test_a_damaged_state_dead_letters_its_key_until_an_operator_resets_it(tmp_pa
     assert inspect(ck)["learners"]["sensor-1"]["events"] == keys.count("sensor-1")
 
 
+def test_a_damaged_layout_stops_its_keys_until_they_are_reset(tmp_path):
+    """Row states name a layout stored once: damaged, every key of it is dead-lettered
+    (nothing is learned from a guess), and a reset key starts afresh."""
+    lines = event_lines(600, n_keys=3, seed=5)
+    write_lines(tmp_path / "e.jsonl", lines[:300])
+    ck, dead = tmp_path / "ck", tmp_path / "dead.jsonl"
+    assert run_cli("run", "--source", tmp_path / "e.jsonl", "--checkpoint-dir", ck,
+                   *QUIET).returncode == 0
+    db = sqlite3.connect(ck / DATABASE)
+    (layout,) = db.execute("SELECT state FROM layouts").fetchone()
+    db.execute("UPDATE layouts SET state = ?", (layout[:-1] + bytes([layout[-1] ^ 1]),))
+    db.commit()
+    db.close()
+    out = run_cli("inspect", ck, "--verify", "--json")
+    assert out.returncode == 1
+    assert sorted(json.loads(out.stdout)["damaged"]) == ["sensor-0", "sensor-1", "sensor-2"]
+    before = inspect(ck)["learners"]
+    write_lines(tmp_path / "e.jsonl", lines)
+    out = run_cli("run", "--source", tmp_path / "e.jsonl", "--checkpoint-dir", ck,
+                  "--dead-letter", dead, *QUIET)
+    assert out.returncode == 0, out.stderr
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert len(letters) == 300 and {letter["reason"] for letter in letters} == {"learner_corrupt"}
+    assert inspect(ck)["learners"] == before
+    assert run_cli("reset", ck, "sensor-0", "sensor-1", "sensor-2").returncode == 0
+    write_lines(tmp_path / "replay.jsonl", lines[300:])
+    assert run_cli("run", "--source", tmp_path / "replay.jsonl", "--checkpoint-dir", ck,
+                   *QUIET).returncode == 0
+    assert sum(v["events"] for v in inspect(ck)["learners"].values()) == 300
+    assert run_cli("inspect", ck, "--verify").returncode == 0  # the layout was rewritten
+
+
 def test_reset_and_inspect_refuse_what_they_cannot_do(tmp_path):
     out = run_cli("inspect", tmp_path / "missing")
     assert out.returncode == 2 and b"no checkpoint" in out.stderr

@@ -41,6 +41,54 @@ def test_round_trip_and_uncommitted_writes_are_dropped(tmp_path):
     assert StateStore(tmp_path, writer=False).get("new") is None
 
 
+def test_layouts_are_kept_with_the_checkpoint(tmp_path):
+    store = StateStore(tmp_path)
+    store.put_layout(b"12345678", b"layout")
+    assert store.layout(b"12345678") == b"layout"
+    store.close()  # not committed: dropped with the transaction
+    store = StateStore(tmp_path)
+    assert store.layout(b"12345678") is None
+    store.put_layout(b"12345678", b"layout")
+    _checkpoint(store, 1)
+    store.close()
+    assert StateStore(tmp_path, writer=False).layout(b"12345678") == b"layout"
+
+
+def test_a_schema_1_database_is_read_and_upgraded(tmp_path):
+    """Schema 1 (no layouts table) is what the store wrote before row states."""
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    for statement in ("CREATE TABLE learners (key TEXT PRIMARY KEY, state BLOB NOT NULL, "
+                      "events INTEGER NOT NULL, refused INTEGER NOT NULL DEFAULT 0)",
+                      "CREATE TABLE positions (partition TEXT PRIMARY KEY, position TEXT NOT NULL)",
+                      "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                      "INSERT INTO learners VALUES ('a', x'0102', 3, 0)",
+                      "INSERT INTO positions VALUES ('p', '[0, 7]')",
+                      "PRAGMA user_version=1"):
+        db.execute(statement)
+    db.commit()
+    db.close()
+    reader = StateStore(tmp_path, writer=False)
+    assert reader.get("a") == (b"\x01\x02", 3, 0) and reader.layout(b"12345678") is None
+    reader.close()
+    store = StateStore(tmp_path)
+    assert store.get("a") == (b"\x01\x02", 3, 0) and store.positions() == {"p": [0, 7]}
+    store.put_layout(b"12345678", b"layout")
+    store.commit({"p": [0, 8]}, "file")
+    store.close()
+    reader = StateStore(tmp_path, writer=False)
+    assert reader.layout(b"12345678") == b"layout"
+    assert reader.db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    db.execute("PRAGMA user_version=3")
+    db.close()
+    for writer in (True, False):
+        with pytest.raises(StoreError, match="schema version 3"):
+            StateStore(tmp_path, writer=writer)
+
+
 class _Failing:
     """A connection that fails at its ``fail_at``-th statement, as a failed write or fsync
     inside SQLite surfaces."""

@@ -14,7 +14,7 @@ from streamlearn import ColumnarRegressor
 from streamlearn.learner import ColumnarLearner
 from streamlearn.serialization import SerializationError
 from streamlearn.service.pool import LearnerPool
-from streamlearn.table import LearnerTable
+from streamlearn.table import ROW_MAGIC, LearnerTable, row_layout
 from streamlearn.td import ColumnarTD
 
 CONFIGS = [
@@ -30,10 +30,16 @@ class _Store:
     """The store interface the pool uses, in memory."""
 
     def __init__(self):
-        self.rows = {}
+        self.rows, self.layouts = {}, {}
 
     def get(self, key):
         return self.rows.get(key)
+
+    def layout(self, layout_id):
+        return self.layouts.get(layout_id)
+
+    def put_layout(self, layout_id, state):
+        self.layouts.setdefault(layout_id, state)
 
     def empty(self):
         return not self.rows
@@ -96,11 +102,12 @@ def test_a_pool_of_rows_matches_learner_objects(cls, params):
     pool.flush()
     restarted = LearnerPool(prototype, 5, store, max_learners=100)
     for key, reference in expected.items():
-        assert store.rows[key][0] == reference.to_bytes()
-        restarted.get(key)  # read back: into a row where it is one
-        assert restarted._row(key)[1] == reference.to_bytes()
-    assert any(entry.table is not None for entry in restarted._live.values()) \
-        or params.get("dtype") == "float32"
+        assert pool.layouts.learner_bytes(store.rows[key][0]) == reference.to_bytes()
+        restarted.get(key)  # read back (its layout's table rebuilt from the store)
+        assert restarted.layouts.learner_bytes(restarted._row(key)[1]) == reference.to_bytes()
+    if params.get("dtype") != "float32":  # float32 learners are stored as to_bytes()
+        assert all(row_layout(state) for state, _, _ in store.rows.values())
+        assert all(entry.table is not None for entry in restarted._live.values())
 
 
 def test_a_reset_row_is_a_fresh_learner():
@@ -112,7 +119,7 @@ def test_a_reset_row_is_a_fresh_learner():
     assert not pool.refused("k", 2)
     assert pool.refused("k", 2)
     pool.flush()
-    assert store.rows["k"][0] == ColumnarRegressor(seed=0).to_bytes()
+    assert pool.layouts.learner_bytes(store.rows["k"][0]) == ColumnarRegressor(seed=0).to_bytes()
 
 
 def _mutations(data, rng):
@@ -167,6 +174,59 @@ def test_read_refuses_what_from_bytes_refuses(cls, params):
         assert reference is not None, "read accepted a blob from_bytes refuses"
         assert table.pack(*read) == reference.to_bytes()
     assert accepted > 0  # some mutations stay valid (a digit for a digit)
+
+
+def _row_mutations(data, rng):
+    """Damaged copies of a row state, checksum made valid again: (kind, bytes)."""
+    body = bytearray(data[:-4])
+    head = len(ROW_MAGIC) + 16
+    out = []
+    for _ in range(200):
+        damaged, kind = bytearray(body), int(rng.integers(4))
+        if kind == 0:  # a value: NaN, inf, huge, negative, fractional
+            offset = head + 8 * rng.integers((len(body) - head) // 8)
+            damaged[offset:offset + 8] = struct.pack(
+                "<d", rng.choice([np.nan, np.inf, -1.0, 1e300, 2.0, 0.5]))
+        elif kind == 1:  # a bit anywhere, header included
+            damaged[rng.integers(len(body))] ^= 1 << rng.integers(8)
+        elif kind == 2:  # a step count out of range
+            damaged[len(ROW_MAGIC) + 8:head] = struct.pack("<Q", int(rng.integers(2**62, 2**63)))
+        else:
+            damaged = damaged[:rng.integers(len(body))]
+        out.append((kind, bytes(damaged) + struct.pack("<I", zlib.crc32(damaged))))
+    return out
+
+
+@pytest.mark.parametrize("cls,params", [c for c in CONFIGS if c[1].get("dtype") != "float32"])
+def test_row_states_are_refused_where_their_learner_would_be(cls, params):
+    """A row state reads back only if the learner it stands for is one ``from_bytes``
+    takes, and then as that learner; a damaged one raises SerializationError."""
+    prototype = cls(seed=1, **params)
+    fresh = prototype.spawn(1)
+    fresh.add_features(["a", "b"])
+    table, row = LearnerTable(fresh), None
+    row = table.new_row()
+    worker = table.use(row, 0)
+    for _, x, y in _events(300, 1, 4):
+        worker.learn_one(x, y)
+    data = table.dump(row, worker._steps)
+    assert data.startswith(ROW_MAGIC) and len(data) < len(worker.to_bytes())
+    rebuilt = LearnerTable(cls.from_bytes(table.layout_state))
+    assert rebuilt.layout_id == table.layout_id == row_layout(data)
+    assert rebuilt.pack(*rebuilt.load(data)) == worker.to_bytes()
+    with pytest.raises(SerializationError, match="checksum"):
+        rebuilt.load(data[:-1] + bytes([data[-1] ^ 1]))
+    accepted = 0
+    for kind, damaged in _row_mutations(data, np.random.default_rng(0)):
+        try:
+            read = rebuilt.load(damaged)
+        except SerializationError:
+            continue
+        assert kind in (0, 1), "a truncated state or an impossible step count was read"
+        accepted += 1
+        packed = rebuilt.pack(*read)
+        assert cls.from_bytes(packed).to_bytes() == packed  # from_bytes takes it too
+    assert accepted > 0  # some mutations stay valid (a fraction for a fraction)
 
 
 def test_rows_of_another_seed_stay_objects():
