@@ -4,6 +4,8 @@ operator resets it, checkpoints write what changed, and the time-based checkpoin
 import json
 import sqlite3
 
+import pytest
+
 from prometheus_client import CollectorRegistry
 
 from service_helpers import event_lines, inspect, run_cli, write_lines
@@ -94,6 +96,28 @@ def test_a_damaged_layout_stops_its_keys_until_they_are_reset(tmp_path):
                    *QUIET).returncode == 0
     assert sum(v["events"] for v in inspect(ck)["learners"].values()) == 300
     assert run_cli("inspect", ck, "--verify").returncode == 0  # the layout was rewritten
+
+
+@pytest.mark.parametrize("n_columns", [4, 20])
+def test_the_folder_holds_little_beyond_the_states(tmp_path, n_columns):
+    """Row states of small and default models, stored and rewritten: the folder stays within
+    1.5x of the state bytes (pages shared, not one half-empty page per state)."""
+    prototype = ColumnarRegressor(n_columns=n_columns)
+    store = StateStore(tmp_path / "ck")
+    pool = LearnerPool(prototype, 0, store, max_learners=10_000)
+    for step in range(2):
+        for key in range(3_000):
+            x = {"a": float(key), "b": 1.0}
+            pool.get(f"k{key}", x).learn_one(x, float(step))
+            pool.applied(f"k{key}")
+        pool.flush()
+        store.commit({}, "file")
+    store.close()
+    reader = StateStore(tmp_path / "ck", writer=False)
+    states = sum(len(state) for _, _, _, state in reader.summary())
+    reader.close()
+    folder = sum(path.stat().st_size for path in (tmp_path / "ck").iterdir())
+    assert folder <= 1.5 * states, (folder, states)
 
 
 def test_reset_and_inspect_refuse_what_they_cannot_do(tmp_path):
