@@ -20,7 +20,7 @@ labelled). Printed per run:
 
 ``--checkpoint-scaling`` times a checkpoint that writes 1,000 changed default learners into
 a store already holding 10^3 or 10^6 learners (of 4 columns), as the store is used between
-checkpoints (rows written into the open transaction, then one commit).
+checkpoints (row states written into the open transaction, then one commit).
 
 ``--scale`` multiplies every run's event count (0.1 for a quick look); the targets of the
 issue are ratios within one invocation.
@@ -153,16 +153,25 @@ def _summary(directory):
 
 
 def checkpoint_scaling(stored_counts, repeats: int = 5) -> None:
-    """Seconds of a checkpoint of 1,000 changed default learners against stored keys."""
+    """Seconds of a checkpoint of 1,000 changed default learners against stored keys, as
+    the service stores them (row states)."""
     from streamlearn import ColumnarRegressor
     from streamlearn.service.store import StateStore
+    from streamlearn.table import LearnerTable
 
-    small = ColumnarRegressor(n_columns=4, seed=1)
-    small.learn_one({"a": 1.0, "b": 2.0}, 1.0)
-    filler = small.to_bytes()
-    learners = [ColumnarRegressor(seed=i) for i in range(1_000)]
-    for learner in learners:
-        learner.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    def row_states(prototype, count):
+        fresh = prototype.spawn(0)
+        fresh.add_features(["a", "b"])
+        table = LearnerTable(fresh)
+        row = table.new_row()
+        states = []
+        for i in range(count):
+            table.use(row, i).learn_one({"a": 1.0, "b": 2.0}, float(i))
+            states.append(table.dump(row, i + 1))
+        return states
+
+    (filler,) = row_states(ColumnarRegressor(n_columns=4), 1)
+    states = row_states(ColumnarRegressor(), 1_000)
     print(f"{'stored':>9} {'checkpoint s (1,000 learners, min/median/max of ' + str(repeats) + ')':>52}")
     for stored in stored_counts:
         with tempfile.TemporaryDirectory() as workdir:
@@ -174,8 +183,8 @@ def checkpoint_scaling(stored_counts, repeats: int = 5) -> None:
             times = []
             for r in range(repeats):
                 start = time.perf_counter()
-                store.put_many((f"k{i * (stored // 1_000)}", learner.to_bytes(), 2 + r, 0)
-                               for i, learner in enumerate(learners))
+                store.put_many((f"k{i * (stored // 1_000)}", state, 2 + r, 0)
+                               for i, state in enumerate(states))
                 store.commit({"file": [0, r]}, "file")
                 times.append(time.perf_counter() - start)
             store.close()
