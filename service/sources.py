@@ -35,7 +35,22 @@ __all__ = ["Record", "FileSource", "StdinSource", "RedisSource", "RedisTarget", 
 log = logging.getLogger("streamlearn.service")
 
 BATCH = 1000
-ACK_CHUNK = 10_000  # ids per XACK
+ACK_CHUNK = 10_000  # ids per acknowledging script call (Redis serves no one else meanwhile)
+# KEYS[1]: a stream; ARGV[1]: the group; ARGV[2]: entry ids joined by spaces. One argument
+# instead of one per id: redis-py packs each argument in Python, in the service's thread.
+# XACK takes at most 1,000 ids at a time here (unpack's limit on Lua's stack).
+ACK_SCRIPT = r"""
+    local ids, n = {}, 0
+    for id in string.gmatch(ARGV[2], "%S+") do
+        ids[#ids + 1] = id
+        if #ids == 1000 then
+            n = n + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+            ids = {}
+        end
+    end
+    if #ids > 0 then n = n + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids)) end
+    return n
+"""
 GROUP = "streamlearn"
 READ_SIZE = 1 << 16
 # Bytes at the start of a file that identify it across restarts (with device and inode).
@@ -362,6 +377,9 @@ def _redis_client(url: str):
     host, port, db, stream, partitions, timeout = _parse_redis_url(url)
     client = redis.Redis(host=host, port=port, db=db, socket_timeout=timeout,
                          socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    # entries as the protocol gives them, [id, [field, value, ...] or None]: redis-py's
+    # reply parser builds a dict per entry, in Python, on the GIL the learners need
+    client.set_response_callback("XREADGROUP", lambda response, **_: response)
     return client, stream, [f"{stream}:{p}" for p in range(partitions)], timeout
 
 
@@ -376,6 +394,23 @@ def _create_groups(client, streams, positions: dict) -> None:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+def _by_stream(reply):
+    """(stream, entries) pairs of an XREADGROUP reply: a map in RESP3, pairs in RESP2,
+    None when nothing came."""
+    if not reply:
+        return ()
+    return reply.items() if isinstance(reply, dict) else reply
+
+
+def _event_of(fields):
+    """The ``event`` field's value among an entry's [field, value, ...], or None."""
+    if not fields:
+        return None
+    if fields[0] == b"event":
+        return fields[1]
+    return dict(zip(fields[0::2], fields[1::2])).get(b"event")
 
 
 def _entry_id(raw) -> tuple:
@@ -421,6 +456,7 @@ class RedisSource:
         self._read_lock = threading.Lock()
         self._closing = threading.Event()
         self._reader = None  # started by the first poll
+        self._ack_script = self.client.register_script(ACK_SCRIPT)
         try:
             self._call(lambda: _create_groups(self.client, self.streams, self.delivered))
         except SourceError:
@@ -505,7 +541,7 @@ class RedisSource:
         if self.pending:
             stream, cursor = next(iter(self.pending.items()))
             reply = self.client.xreadgroup(GROUP, self.consumer, {stream: cursor}, count=BATCH)
-            entries = reply[0][1] if reply else []
+            entries = next((entries for _, entries in _by_stream(reply)), [])
             if not entries:
                 del self.pending[stream]
                 return []
@@ -514,7 +550,7 @@ class RedisSource:
         block = max(1, int(min(timeout, self.timeout / 2) * 1000))  # below the socket timeout
         reply = self.client.xreadgroup(GROUP, self.consumer, {s: ">" for s in self.streams},
                                        count=BATCH, block=block)
-        return [record for stream, entries in (reply or [])
+        return [record for stream, entries in _by_stream(reply)
                 for record in self._records(stream.decode(), entries)]
 
     def _records(self, stream: str, entries) -> list:
@@ -522,7 +558,7 @@ class RedisSource:
         pending) is a lost record, logged with the range of ids."""
         out, lost = [], []
         for entry_id, fields in entries:
-            raw = fields.get(b"event") if fields else None
+            raw = _event_of(fields)
             if raw is None:
                 lost.append(entry_id)
             out.append(Record(stream, _entry_id(entry_id), raw))
@@ -561,19 +597,15 @@ class RedisSource:
                     by_stream[stream] = ids[:2 * count]
                     del ids[:2 * count]
 
-        def send(stream, ids):
-            pipe = self.client.pipeline(transaction=False)
-            for start in range(0, len(ids), 2 * ACK_CHUNK):
-                chunk = ids[start:start + 2 * ACK_CHUNK]
-                pipe.xack(stream, GROUP, *[f"{ms}-{seq}" for ms, seq in
-                                           zip(chunk[0::2], chunk[1::2])])
-            pipe.execute()
-        # a pipeline at a time: a million ids as strings would take more memory than the
+        def send(stream, chunk):
+            self._ack_script(keys=[stream], args=[GROUP, " ".join(
+                map("{}-{}".format, chunk[0::2], chunk[1::2]))])
+        # a chunk at a time: a million ids as strings would take more memory than the
         # learners
         try:
             for stream, ids in by_stream.items():
-                for start in range(0, len(ids), 2 * ACK_CHUNK * 10):
-                    self._call(lambda: send(stream, ids[start:start + 2 * ACK_CHUNK * 10]))
+                for start in range(0, len(ids), 2 * ACK_CHUNK):
+                    self._call(lambda: send(stream, ids[start:start + 2 * ACK_CHUNK]))
         except SourceError:  # the reader reads the pending entries again: duplicates now
             self._reread = True
 

@@ -78,3 +78,16 @@ def test_only_handled_entries_are_acknowledged(tmp_path):
             > len(batch) - 600  # the rest of the batch and what was read ahead
         assert {RedisSource.encode(r.position) for r in batch[600:]} \
             <= {entry["message_id"].decode() for entry in pending}
+
+
+def test_replies_of_either_protocol_and_extra_fields_are_read():
+    """XREADGROUP replies as RESP3 (a map) and RESP2 (pairs) give the same entries; the
+    event is found among other fields; a trimmed entry has none."""
+    from streamlearn.service.sources import _by_stream, _event_of
+
+    entries = [[b"1-0", [b"event", b"{}"]], [b"1-1", [b"at", b"x", b"event", b"[]"]],
+               [b"1-2", None], [b"1-3", [b"at", b"x"]]]
+    for reply in ({b"s:0": entries}, [[b"s:0", entries]]):
+        ((stream, got),) = list(_by_stream(reply))
+        assert stream == b"s:0" and [_event_of(f) for _, f in got] == [b"{}", b"[]", None, None]
+    assert list(_by_stream(None)) == [] and list(_by_stream({})) == []
