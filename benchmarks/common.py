@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description and timing."""
+"""Helpers shared by the benchmark scripts: machine description, timing, and learner
+states as the service stores them."""
 
 import os
 import platform
@@ -41,3 +42,22 @@ def best_of(fn, repeats: int) -> list:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def row_states(n_columns: int, count: int, seed: int = 0) -> list:
+    """``count`` distinct row states (what the service stores per key) of a learner with
+    ``n_columns`` columns and features a and b, one learned event apart."""
+    import random
+
+    from streamlearn import ColumnarRegressor
+    from streamlearn.table import LearnerTable
+
+    fresh = ColumnarRegressor(n_columns=n_columns).spawn(seed)
+    fresh.add_features(["a", "b"])
+    table, rng = LearnerTable(fresh), random.Random(seed)
+    row = table.new_row()
+    out = []
+    for i in range(count):
+        table.use(row, i).learn_one({"a": rng.gauss(0, 1), "b": rng.random()}, float(i % 7))
+        out.append(table.dump(row, i + 1))
+    return out

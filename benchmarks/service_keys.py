@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from common import machine
+from common import machine, row_states
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from service_helpers import free_port, wait_for  # noqa: E402
@@ -155,23 +155,10 @@ def _summary(directory):
 def checkpoint_scaling(stored_counts, repeats: int = 5) -> None:
     """Seconds of a checkpoint of 1,000 changed default learners against stored keys, as
     the service stores them (row states)."""
-    from streamlearn import ColumnarRegressor
     from streamlearn.service.store import StateStore
-    from streamlearn.table import LearnerTable
 
-    def row_states(prototype, count):
-        fresh = prototype.spawn(0)
-        fresh.add_features(["a", "b"])
-        table = LearnerTable(fresh)
-        row = table.new_row()
-        states = []
-        for i in range(count):
-            table.use(row, i).learn_one({"a": 1.0, "b": 2.0}, float(i))
-            states.append(table.dump(row, i + 1))
-        return states
-
-    (filler,) = row_states(ColumnarRegressor(n_columns=4), 1)
-    states = row_states(ColumnarRegressor(), 1_000)
+    (filler,) = row_states(4, 1)
+    states = row_states(20, 1_000)
     print(f"{'stored':>9} {'checkpoint s (1,000 learners, min/median/max of ' + str(repeats) + ')':>52}")
     for stored in stored_counts:
         with tempfile.TemporaryDirectory() as workdir:

@@ -6,10 +6,10 @@ time, committed durably (SQLite WAL with ``synchronous=FULL``; LMDB with its def
 ``sync=True``; RocksDB with a ``WriteBatch`` written with ``sync=True`` and its WAL on).
 Printed per engine, in a fresh folder each:
 
-- a checkpoint: 10,000 changed default learners (their real ``to_bytes()``, 14.7 KB each)
+- a checkpoint: 10,000 changed default learners (their row states, 11.3 KB each)
   written and committed, three times over the same keys; MB/s of state, best and worst;
 - the same with 95,000 learners, once (the 10^5-key run's final checkpoint);
-- with 200,000 small learners (4 columns, 2.3 KB) stored: a read of a random stored key
+- with 200,000 small learners (4 columns, 2.4 KB) stored: a read of a random stored key
   and a write of one learner into the open transaction (an eviction), us per call;
 - reopening the folder, seconds, and its size on disk.
 
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from common import machine
+from common import machine, row_states
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -109,18 +109,6 @@ class RocksEngine:
 ENGINES = {engine.name: engine for engine in (SqliteEngine, LmdbEngine, RocksEngine)}
 
 
-def states(n_columns: int, count: int) -> list:
-    """``count`` distinct learner states (real to_bytes(), one learned event each)."""
-    from streamlearn import ColumnarRegressor
-
-    learner = ColumnarRegressor(n_columns=n_columns, seed=0)
-    out = []
-    for i in range(count):
-        learner.learn_one({"a": random.gauss(0, 1), "b": random.random()}, float(i % 7))
-        out.append(learner.to_bytes())
-    return out
-
-
 def folder_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
                for f in files)
@@ -170,7 +158,7 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,lmdb,rocksdict")
     args = parser.parse_args()
     random.seed(0)
-    big, small = states(20, 64), states(4, 64)
+    big, small = row_states(20, 64), row_states(4, 64)
     print(f"# machine: {machine()}")
     print(f"{'engine':>10} {'ck10k MB/s':>17} {'ck95k MB/s':>10} {'read us':>8} "
           f"{'write us':>8} {'reopen s':>8} {'folder MB':>9}")

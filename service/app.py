@@ -23,7 +23,7 @@ LEARNER_ERRORS = (ValueError, TypeError, FloatingPointError)
 CHECKPOINT_RETRY_SECONDS = 1.0
 # Timed checkpoints take at most this share of the time: after one that took d seconds, the
 # next waits at least d * (1 / share - 1). With 10^5 changed learners a checkpoint writes
-# about 1.5 GB, which no fixed interval of seconds would amortise.
+# about 1.1 GB, which no fixed interval of seconds would amortise.
 CHECKPOINT_SHARE = 0.1
 
 
