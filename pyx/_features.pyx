@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Validated conversion of River feature dicts into dense vectors, by feature name."""
+"""Validation of River feature values, and the feature names a network does not know."""
 from _values cimport MAX_VALUE as _MAX_VALUE, to_finite
 
 # Largest magnitude of an accepted value (the service rejects larger ones as out_of_range).
@@ -14,24 +14,14 @@ cpdef double as_finite(object name, object value) except? -1.0:
     return to_finite(name, value)
 
 
-def vectorize(dict x, dict index, double[::1] out):
-    """Write x into ``out`` by ``index`` (name -> position); absent features read 0.
-
-    Every value is validated before returning; names missing from ``index`` are returned in
-    the order of ``x`` (None when there are none), and their values are not written.
-    """
-    cdef Py_ssize_t j
-    cdef double v
+def unknown_names(dict x, dict index):
+    """The names of ``x`` missing from ``index``, in the order of ``x`` (None when there are
+    none), after validating every value (as_finite's errors)."""
     cdef list unknown = None
-    out[:] = 0.0
     for name, value in x.items():
-        v = to_finite(name, value)
-        position = index.get(name)
-        if position is None:
+        to_finite(name, value)
+        if name not in index:
             if unknown is None:
                 unknown = []
             unknown.append(name)
-        else:
-            j = position
-            out[j] = v
     return unknown

@@ -6,7 +6,7 @@ import numpy as np
 
 from streamlearn._tbptt import TruncatedLSTM
 
-__all__ = ["TruncatedBPTTTD"]
+__all__ = ["TruncatedBPTTTD", "FullRTRL"]
 
 
 class TruncatedBPTTTD:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MovingAverage", "StepsSinceEvent"]
+__all__ = ["MovingAverage", "StepsSinceEvent", "TracePatterning"]
 
 
 class MovingAverage:

@@ -12,7 +12,7 @@ import numpy as np
 
 from streamlearn import serialization
 from streamlearn._columnar import LearnerCore, raise_for_status
-from streamlearn._features import MAX_VALUE, as_finite, vectorize
+from streamlearn._features import MAX_VALUE, as_finite, unknown_names
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 from streamlearn.serialization import SerializationError
 
@@ -150,7 +150,7 @@ class ColumnarLearner(LearnerCore):
         # an empty network knows no feature: its kernel would only report that
         y_pred = net.kernel.forward_dict(x, net.index) if net.index or not x else None
         if y_pred is None:
-            new = vectorize(x, net.index, net.x)  # validates every value; the new names
+            new = unknown_names(x, net.index)  # validates every value
             if self._grown is None or self._grown[0] != new:
                 self._grown = (new, net.grow(new))
             net = self._grown[1]
@@ -167,10 +167,14 @@ class ColumnarLearner(LearnerCore):
             delta = None
         self._net, self._grown = net, None
         self._steps += 1
+        self._advance_stage(net)
+        return y_pred, delta
+
+    def _advance_stage(self, net) -> None:
+        """Start the next stage of a schedule when the steps just reached its first step."""
         if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
                 and self._steps // self.steps_per_stage < net.config.n_stages:
             net.set_stage(self._steps // self.steps_per_stage)
-        return y_pred, delta
 
     def observe_one(self, x: dict) -> float:
         """Advance the state with an unlabelled x (traces too); return its prediction."""
@@ -252,9 +256,7 @@ class ColumnarLearner(LearnerCore):
                     raise FloatingPointError(f"row {start + applied}: {exc}; the "
                                              f"{start + applied} rows before it were applied") \
                         from None
-            if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
-                    and self._steps // self.steps_per_stage < net.config.n_stages:
-                net.set_stage(self._steps // self.steps_per_stage)
+            self._advance_stage(net)
             start = stop
         return out
 

@@ -17,10 +17,9 @@ import numpy as np
 from streamlearn._columnar import VALUE_LIMIT, VALUE_LIMIT_F32, ColumnarKernel
 from streamlearn.serialization import SerializationError
 
-__all__ = ["ColumnarNetwork", "NetworkConfig", "GATES", "INACTIVE", "FROZEN", "LEARNING",
+__all__ = ["ColumnarNetwork", "NetworkConfig", "INACTIVE", "FROZEN", "LEARNING",
            "column_array", "empty_columns"]
 
-GATES = ("input", "forget", "output", "candidate")
 # The arrays that the configuration fixes, not learned (every other array is learned state).
 STRUCTURE = ("lat_ptr", "lat_src", "st_ptr", "mode")
 # Column modes (the kernel's ``mode`` array).
@@ -236,7 +235,6 @@ class ColumnarNetwork:
         if len(self.index) != len(self.names):
             raise ValueError("feature names must be unique")
         self.arrays = arrays
-        self.x = np.zeros(len(self.names))
 
     @classmethod
     def new(cls, config: NetworkConfig) -> "ColumnarNetwork":

@@ -1,22 +1,24 @@
-"""River's own estimator checks on the defaults ([0]) and every _unit_test_params configuration."""
+"""River's own estimator checks on the defaults ([0]) and every _unit_test_params configuration
+of each estimator."""
 
 import pytest
 from river import checks
 
-from streamlearn import ColumnarRegressor
+from streamlearn import ColumnarRegressor, ColumnarTD
 
 
-def _configurations():
-    yield ColumnarRegressor()
-    for params in ColumnarRegressor._unit_test_params():
-        yield ColumnarRegressor(**params)
+def _configurations(cls):
+    yield cls()
+    for params in cls._unit_test_params():
+        yield cls(**params)
 
 
 @pytest.mark.parametrize(
     "model, check",
     [
-        pytest.param(model, check, id=f"ColumnarRegressor[{i}]:{check.__name__}")
-        for i, model in enumerate(_configurations())
+        pytest.param(model, check, id=f"{cls.__name__}[{i}]:{check.__name__}")
+        for cls in (ColumnarRegressor, ColumnarTD)
+        for i, model in enumerate(_configurations(cls))
         for check in checks.yield_checks(model)
     ],
 )
