@@ -69,8 +69,7 @@ typedef double sl_pair_d __attribute__((vector_size(2 * sizeof(double))));
 #define SL_WIDEN2(v) ((sl_pair_d){(double)(v)[0], (double)(v)[1]})
 /* A 4-lane vector (float or double) in double, lane by lane: one vcvtps2pd for float with
    AVX. GCC 12 turns __builtin_convertvector(v, sl_quad_d) of floats into two 2-lane
-   conversions joined through the stack, and the float32 pre-activations of 1,024 columns
-   took 6.9-11.7 us instead of 4.0-6.5 (a C driver on a Zen 3 core). A macro: a function
+   conversions joined through the stack. A macro: a function
    returning a 32-byte vector draws GCC's ABI note (-Wpsabi) in the baseline clone. */
 #define SL_WIDEN(v) ((sl_quad_d){(double)(v)[0], (double)(v)[1], (double)(v)[2], (double)(v)[3]})
 
@@ -78,8 +77,7 @@ typedef double sl_pair_d __attribute__((vector_size(2 * sizeof(double))));
    branch when one side is a constant (sl_clamp) or when it can sink the other side's
    arithmetic into it (the outputs of sl_cell and sl_bounds); with AVX-512 it if-converts
    such branches into masked operations, with AVX2 it cannot (a division may not be
-   speculated), and the loops ran scalar: sl_cell of 1,024 columns took 45 ns per column on
-   a Zen 3 core. */
+   speculated), and the loops then run scalar. */
 static inline double sl_select(int take, double a, double b) {
     long long ab, bb, mask = -(long long)(take != 0);
     memcpy(&ab, &a, sizeof ab);
@@ -95,8 +93,8 @@ static inline double sl_select(int take, double a, double b) {
    every column, so each per-column factor is a vector lane and one loop runs over the
    columns of a block. A block is SL_BLOCK_BYTES of each row (1,024 float64 or 2,048 float32
    columns): the block's factors stay in cache while all 4 K rows stream past. Blocks of
-   16 .. 8,192 float64 columns were measured; 512 .. 2,048 came out best, 8 KiB a little
-   ahead out of cache (benchmarks/README.md). Inputs k < K - 2 are the normalised features
+   16 .. 8,192 float64 columns were measured (benchmarks/README.md): 512 .. 2,048 came
+   out best. Inputs k < K - 2 are the normalised features
    (one value for all columns), K - 2 the column's own h(t-1), K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
    Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };
@@ -124,8 +122,7 @@ enum { SL_F_F = 11, SL_F_W = 12, SL_F_H = 13, SL_F_HPREV = 14, SL_N_FAC = 15 };
     } while (0)
 /* BODY(kind, sgd, learn) with the constants of rule r, so that each rule gets a loop of its
    own with no branch inside: AVX2 code cannot if-convert a branch around a division (AVX-512
-   masks it), and a TD or meta step of 1,024 columns ran scalar at 9-12 ns per parameter on a
-   Zen 3 core. TD takes the SGD step whether or not it learns (delta is 0 then) and RMSProp's
+   masks it), so a branch would make the TD and meta loops scalar. TD takes the SGD step whether or not it learns (delta is 0 then) and RMSProp's
    only when learning; meta learns nothing but the traces when not learning. */
 #define SL_BY_KIND(r, BODY) do {                                                       \
         switch ((r)->kind) {                                                           \
@@ -395,7 +392,7 @@ SL_CLONES static void sl_head(ptrdiff_t n, const ptrdiff_t *mode, sl_ptr w, sl_p
 /* The running statistics of the learning columns' states (mode 2; the others keep theirs,
    frozen with their stage): with d = h - mean, mean' = mean + r d and
    var' = (1 - r) (var + r d^2), r = 1 - decay. A C loop with selects: the same loop in
-   Cython ran scalar, 3-4% of a 1,024-column float32 step. */
+   Cython ran scalar. */
 SL_CLONES static void sl_state_stats(ptrdiff_t n, const ptrdiff_t *mode, sl_cptr h, double r,
                                      sl_ptr mean, sl_ptr var) {
     /* vector loop */
@@ -412,8 +409,7 @@ SL_CLONES static void sl_state_stats(ptrdiff_t n, const ptrdiff_t *mode, sl_cptr
 
 /* c[0] + c[1] r + ... + c[11] r^11 by Estrin's scheme: pairs, then r^2, r^4 and r^8 combine
    them in a tree of depth 4 instead of Horner's chain of 11 multiply-adds. The activations
-   are latency-bound (a column's tanh c' waits for its gates), so the chain is what counts:
-   the forward step of 1,024 columns took 18.9-19.2 us instead of 24.4-24.7 with Horner.
+   are latency-bound (a column's tanh c' waits for its gates), so the chain is what counts.
    The caller adds the leading terms last, Horner's way: r + r^2 (...) keeps the rounding of
    the larger terms to the last two operations. */
 static inline double sl_poly12(double r, const double *c) {
@@ -466,9 +462,8 @@ static inline double sl_sigmoid(double x) {
 
 /* tanh(x) = -u / (2 + u) with u = e^(-2|x|) - 1 = 2^k m + (2^k - 1) in [-1, 0]: 2^k - 1 is
    exact, m keeps its relative accuracy as x -> 0 (no 1 - e^y cancellation, so no separate
-   series for small x), and 2 + u is in [1, 2]. Within 3 ulps of libm (4 with the former
-   (1 - e) / (1 + e) and a series below 0.25), and sl_cell of 1,024 columns took 18.8-20.5
-   us instead of 22.5-27.5. */
+   series for small x), and 2 + u is in [1, 2]. Within 3 ulps of libm, with no branch
+   between a series and the exponential. */
 static inline double sl_tanh(double x) {
     double scale, m = sl_exp_reduced(-2.0 * fabs(x), &scale);
     double u = scale * m + (scale - 1.0);
@@ -496,8 +491,7 @@ SL_CLONES static void sl_tanh_all(ptrdiff_t n, const double *x, double *out) {
    c' = f c + i g, h' = o tanh c'; columns not added yet (mode 0) get c' = h' = 0. Returns 1
    if every |c'| is below `limit` (NaN compares false). Two loops: the gates and c', then
    tanh c' and h'. In one loop a column's tanh c' waits on its gates, a chain of two
-   activations longer than the out-of-order window covers, and 1,024 columns took 19.1-19.8
-   us instead of 15.1-15.8 on a Zen 3 core (AVX2; benchmarks/README.md). */
+   activations longer than the out-of-order window covers. */
 SL_CLONES static int sl_cell(ptrdiff_t lo, ptrdiff_t hi, double *gates, ptrdiff_t gs,
                              const ptrdiff_t *mode, const double *c, double *c_new,
                              double *tanh_c, double *h_new, double limit) {

@@ -114,9 +114,8 @@ static inline __attribute__((always_inline)) void SL_F(sl_own_rows)(
 
 /* The rows of gate z (a constant) of nl columns starting at column o (pointers at column 0
    of row (0, 0)): the features SL_ROWS rows at a time, then the self-recurrent weight (input
-   h(t-1) of the column itself) and the bias (input 1) in one pass. That pass instead of two
-   single rows: the own update of 1,024 columns 0.442 -> 0.428 ns per parameter, of 128
-   columns 0.39 -> 0.37 (C driver, Zen 5, three alternating runs). */
+   h(t-1) of the column itself) and the bias (input 1) in one pass, instead of two single
+   rows: one sweep fewer over the column's data. */
 static inline __attribute__((always_inline)) void SL_F(sl_own_gate)(
         ptrdiff_t nl, int z, int kind, int sgd, int learn, ptrdiff_t K, ptrdiff_t stride,
         SL_REAL *P, SL_REAL *TH, SL_REAL *TC, SL_REAL *V, SL_REAL *AUX, const double *xn,
@@ -190,16 +189,14 @@ SL_CLONES static void SL_F(sl_own)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K, ptrd
    column 0). One call for the four gates: a small network's step is mostly such set-ups.
    Blocks of SL_PRE_LANES columns keep their sums in two 4-lane vectors over all K rows (GCC
    vector extensions: two ymm or four xmm registers by clone), so each parameter is one load
-   instead of a load, a load and a store of the sum (1,024 columns: 6.9-8.4 us per call
-   instead of 8.6-11.0, measured alone); the last columns sum in `out`. Both add in the same
-   order, so they round alike. One 8-lane vector did as well with AVX-512, but AVX2 code
-   moved it through the stack in halves (35 ns per column of 40 parameters on a Zen 3 core).
+   instead of a load, a load and a store of the sum; the last columns sum in `out`. Both add
+   in the same order, so they round alike. Not one 8-lane vector: AVX2 code moves it through
+   the stack in halves.
    A block reads K rows 64 bytes at a time, more streams than the hardware prefetcher keeps
    ahead of: `ahead` (a constant per instance) prefetches each row SL_PRE_AHEAD bytes on.
    Code without AVX (`wide` 0: the baseline clone) keeps a 4-lane vector of doubles in
    memory, not in registers, and sums in four 2-lane vectors instead, which AVX code runs
-   slower (float32 twice as long): with a run-time K, 1,024 columns took 3.3 us that way
-   against 39.9 us (C driver, baseline x86-64 code). */
+   slower (float32 twice as long). */
 typedef SL_REAL SL_F(sl_quad) __attribute__((vector_size(4 * sizeof(SL_REAL))));
 typedef SL_REAL SL_F(sl_pair) __attribute__((vector_size(2 * sizeof(SL_REAL))));
 static inline __attribute__((always_inline)) void SL_F(sl_preact_pairs)(
@@ -276,10 +273,8 @@ static inline __attribute__((always_inline)) void SL_F(sl_preact_rows)(
     }
 }
 
-/* sl_preact_rows, prefetching when the rows read exceed SL_PRE_CACHED bytes. A learn step
-   of 1,000,000 columns (Zen 5, three alternating runs) took 2.10-2.12 ns per parameter
-   with it against 2.16-2.20 without, float32 1.39-1.42 against 1.53-1.56; in cache (1,024
-   columns) prefetching every block cost 2-3%, so small networks run without. */
+/* sl_preact_rows, prefetching when the rows read exceed SL_PRE_CACHED bytes: out of cache
+   the prefetches pay, in cache they cost time, so small networks run without. */
 SL_CLONES static void SL_F(sl_preact)(ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t K,
                                       ptrdiff_t stride, const SL_REAL *P, const double *x,
                                       const double *h, double *out, ptrdiff_t gs) {

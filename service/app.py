@@ -28,8 +28,8 @@ CHECKPOINT_SHARE = 0.1
 
 
 def prediction_line(key: str, partition: str, position, prediction: float, y) -> str:
-    """``json.dumps`` of the prediction record plus a newline, formatted directly (a
-    quarter of the time): str values JSON-escaped, numbers as their repr, which is their
+    """``json.dumps`` of the prediction record plus a newline, formatted directly (no
+    encoder object per line): str values JSON-escaped, numbers as their repr, which is their
     JSON for int and finite float."""
     escape = json.encoder.encode_basestring_ascii
     where = escape(position) if type(position) is str else json.dumps(position)

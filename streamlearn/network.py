@@ -85,17 +85,16 @@ def empty_columns(shape: tuple, key: str = "P", dtype=np.float64) -> np.ndarray:
     copies with ``order="K"`` (without the padding); ``copy()`` (order "C") does not.
 
     float64 networks of fewer than ``ROWS_BELOW_COLUMNS`` columns are plain C order
-    instead: the kernel then runs column by column, a column's 4 K parameters in one loop.
-    Measured with ``learn_many`` (8 features): 10 columns 1.4-1.5 us per step that way,
-    1.7-1.9 column-innermost (one and a quarter vectors per row); from 16 columns on,
-    column-innermost is faster (16: 1.5-1.9 us against 2.0-2.9).
+    instead: the kernel then runs column by column, a column's 4 K parameters in one loop,
+    which is faster while a row of columns is about one vector (10 columns: one and a
+    quarter vectors per row); from 16 columns on, column-innermost is faster.
 
     Arrays of 64 KiB or more start on a page, at an offset of 1 KiB per kind (``key``: P, TH,
     TC, V, AUX), so every vector load is aligned and the rows the kernel updates together do
-    not alias in the low address bits. Measured at 1,024 columns: 1.8-1.9 ns per parameter
-    against 2.3-2.6 with numpy's own placement (16-byte aligned, every array at the same page
-    offset). Smaller arrays are numpy's own: placing one costs about 5 us, which a service
-    creating a learner per key would pay eight times per key."""
+    not alias in the low address bits (numpy's own placement is 16-byte aligned, every
+    array at the same page offset). Smaller arrays are numpy's own: placing one costs more
+    than it saves, and a service creating a learner per key would pay it eight times per
+    key."""
     dtype = np.dtype(dtype)
     storage = column_storage(shape, dtype)
     nbytes = dtype.itemsize * math.prod(storage)
@@ -129,8 +128,7 @@ def row_stride(n: int, itemsize: int) -> int:
     cache line (the kernel runs those padding lanes too, on zeros, so that a row ends on a
     whole vector), plus one line if that is a multiple of 1 KiB. With rows a multiple of 1 KiB
     apart (1,024 float64 columns: 8 KiB) the kernel's loads and stores of neighbouring rows
-    alias in the low address bits and stall: 1,024 columns cost 1.76-1.91 ns per parameter
-    against 1.53-1.58 for 1,016 (same build, float64)."""
+    alias in the low address bits and stall."""
     per_line = 64 // itemsize
     stride = -(-n // per_line) * per_line
     return stride + per_line if (stride * itemsize) % 1024 == 0 else stride
