@@ -69,12 +69,7 @@ cdef inline bint _same_str(object a, object b) noexcept:
     return True
 
 cdef enum:
-    GATE_I = 0
-    GATE_F = 1
-    GATE_O = 2
-    GATE_G = 3
-
-cdef enum:
+    # the head's scalars (the ``scalars`` array); SCALARS below names them
     S_BIAS = 0
     S_BIAS_V = 1
     S_Y_MEAN = 2
@@ -85,6 +80,13 @@ cdef enum:
     S_BIAS_E = 7       # TD: eligibility of the head bias
     S_Y_CLIPPED = 8    # targets clipped by _standardise
     N_SCALARS = 9
+
+# The state dict's name of each scalar, in the kernel's order.
+SCALARS = tuple(name for _, name in sorted({
+    S_BIAS: "head_bias", S_BIAS_V: "head_bias_v", S_Y_MEAN: "y_mean", S_Y_VAR: "y_var",
+    S_Y_COUNT: "y_count", S_V_PREV: "previous_value", S_HAS_PREV: "has_previous",
+    S_BIAS_E: "head_bias_eligibility", S_Y_CLIPPED: "y_clipped"}.items()))
+assert len(SCALARS) == N_SCALARS
 
 OPTIMIZERS = ("sgd", "rmsprop")
 cdef enum:
@@ -239,6 +241,12 @@ cdef extern from "_loops.h" nogil:
         INACTIVE "SL_MODE_INACTIVE"
         FROZEN "SL_MODE_FROZEN"
         LEARNING "SL_MODE_LEARNING"
+    enum:
+        # the gates' order in the per-parameter arrays' second axis
+        GATE_I "SL_GATE_I"
+        GATE_F "SL_GATE_F"
+        GATE_O "SL_GATE_O"
+        GATE_G "SL_GATE_G"
     ctypedef struct sl_own_rule:
         const double* f
         const double* A
@@ -315,6 +323,9 @@ cdef extern from "_loops.h" nogil:
     # restored on return
     unsigned sl_flush_subnormals()
     void sl_restore_fp(unsigned mode)
+
+# Column modes by name, as _loops.h numbers them (network.py reads them here).
+COLUMN_MODES = (INACTIVE, FROZEN, LEARNING)
 
 
 cdef enum:

@@ -14,11 +14,20 @@ from libc.math cimport sqrt, tanh
 from _math cimport sigmoid
 
 
+cdef enum:
+    # the head's scalars (``scalars`` of streamlearn.baselines.TruncatedBPTTTD)
+    H_BIAS = 0
+    H_BIAS_E = 1      # eligibility of the bias
+    H_BIAS_V = 2      # RMSProp moment of the bias
+    H_V_PREV = 3      # V(S_t) of the previous step
+    H_HAS_PREV = 4    # 1 when H_V_PREV is set
+
+
 cdef class TruncatedLSTM:
     """State and step of the truncated-BPTT TD(lambda) learner (arrays owned by Python)."""
 
     cdef double[:, :, ::1] W, G, E, V    # parameters, gradient scratch, eligibility, RMSProp
-    cdef double[::1] w, ew, vw, scal     # head; scal: bias, bias e, bias v, V_prev, has_prev
+    cdef double[::1] w, ew, vw, scal     # head; scal: indexed by the H_* enum
     cdef double[:, ::1] xs, hs, cs       # ring buffers: inputs, states (k + 1 slots)
     cdef double[:, :, ::1] acts          # (k + 1, 4, H) gate activations
     cdef double[::1] dh, dc, dh_prev, dpre
@@ -60,7 +69,7 @@ cdef class TruncatedLSTM:
                         pre = pre + self.W[z, u, m + j] * self.hs[prev, j]
                     self.acts[s, z, u] = tanh(pre) if z == 3 else sigmoid(pre)
                 self.cs[s, u] = self.acts[s, 1, u] * self.cs[prev, u] + self.acts[s, 0, u] * self.acts[s, 3, u]
-            value = self.scal[0]
+            value = self.scal[H_BIAS]
             for u in range(H):
                 self.hs[s, u] = self.acts[s, 2, u] * tanh(self.cs[s, u])
                 value = value + self.w[u] * self.hs[s, u]
@@ -76,8 +85,8 @@ cdef class TruncatedLSTM:
                 self._backward_step(s, prev, back == n_back - 1)
             # TD step with the old eligibilities, then accumulate the new gradient
             delta = 0.0
-            if self.scal[4] != 0.0:
-                delta = cumulant + self.gamma * value - self.scal[3]
+            if self.scal[H_HAS_PREV] != 0.0:
+                delta = cumulant + self.gamma * value - self.scal[H_V_PREV]
                 for z in range(4):
                     for u in range(H):
                         for j in range(m + H + 1):
@@ -91,10 +100,10 @@ cdef class TruncatedLSTM:
                     v = self.beta * self.vw[u] + (1.0 - self.beta) * g * g
                     self.vw[u] = v
                     self.w[u] += head_alpha * g / (sqrt(v) + self.eps)
-                g = delta * self.scal[1]
-                v = self.beta * self.scal[2] + (1.0 - self.beta) * g * g
-                self.scal[2] = v
-                self.scal[0] += head_alpha * g / (sqrt(v) + self.eps)
+                g = delta * self.scal[H_BIAS_E]
+                v = self.beta * self.scal[H_BIAS_V] + (1.0 - self.beta) * g * g
+                self.scal[H_BIAS_V] = v
+                self.scal[H_BIAS] += head_alpha * g / (sqrt(v) + self.eps)
             s = (self.t + 1) % (self.k + 1)
             for z in range(4):
                 for u in range(H):
@@ -102,9 +111,9 @@ cdef class TruncatedLSTM:
                         self.E[z, u, j] = gl * self.E[z, u, j] + self.G[z, u, j]
             for u in range(H):
                 self.ew[u] = gl * self.ew[u] + self.hs[s, u]
-            self.scal[1] = gl * self.scal[1] + 1.0
-            self.scal[3] = value
-            self.scal[4] = 1.0
+            self.scal[H_BIAS_E] = gl * self.scal[H_BIAS_E] + 1.0
+            self.scal[H_V_PREV] = value
+            self.scal[H_HAS_PREV] = 1.0
             self.t += 1
         return value
 

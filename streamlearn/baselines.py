@@ -29,6 +29,7 @@ class TruncatedBPTTTD:
             "W": rng.uniform(-init_scale, init_scale, size=(4, hidden, m + hidden + 1)),
             "E": np.zeros((4, hidden, m + hidden + 1)), "V": np.ones((4, hidden, m + hidden + 1)),
             "w": np.zeros(hidden), "ew": np.zeros(hidden), "vw": np.ones(hidden),
+            # bias, its eligibility, its RMSProp moment, V_prev, has_prev (H_* in _tbptt.pyx)
             "scalars": np.array([0.0, 0.0, 1.0, 0.0, 0.0]),
             "xs": np.zeros((k + 1, m)), "hs": np.zeros((k + 1, hidden)),
             "cs": np.zeros((k + 1, hidden)), "acts": np.zeros((k + 1, 4, hidden)),

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from streamlearn._columnar import VALUE_LIMIT, VALUE_LIMIT_F32, ColumnarKernel
+from streamlearn._columnar import (COLUMN_MODES, SCALARS, VALUE_LIMIT, VALUE_LIMIT_F32,
+                                   ColumnarKernel)
 from streamlearn.serialization import SerializationError
 
 __all__ = ["ColumnarNetwork", "NetworkConfig", "INACTIVE", "FROZEN", "LEARNING",
@@ -22,11 +23,8 @@ __all__ = ["ColumnarNetwork", "NetworkConfig", "INACTIVE", "FROZEN", "LEARNING",
 
 # The arrays that the configuration fixes, not learned (every other array is learned state).
 STRUCTURE = ("lat_ptr", "lat_src", "st_ptr", "mode")
-# Column modes (the kernel's ``mode`` array).
-INACTIVE, FROZEN, LEARNING = 0, 1, 2
-# Index of each scalar in the kernel's ``scalars`` array.
-SCALARS = ("head_bias", "head_bias_v", "y_mean", "y_var", "y_count", "previous_value",
-           "has_previous", "head_bias_eligibility", "y_clipped")
+# Column modes (the kernel's ``mode`` array), as pyx/_loops.h numbers them.
+INACTIVE, FROZEN, LEARNING = COLUMN_MODES
 # Per-parameter arrays: value, the two RTRL traces, RMSProp moment, the rule's second trace.
 _KINDS = ("", "TH", "TC", "V", "AUX")
 # Per-input normalisation statistics (the kernel's arrays of length m).
