@@ -94,7 +94,7 @@ class Service:
             if now - self._last_lag >= 1.0:
                 self._last_lag = now
                 for partition, lag in self.source.lag().items():
-                    self.metrics.lag.labels(partition=partition).set(lag)
+                    self.metrics.consumer_lag(partition, lag)
         self._retry_at = 0.0
         return self.checkpoint()
 
@@ -142,18 +142,15 @@ class Service:
         except LEARNER_ERRORS as exc:  # the learner refused the step and kept its state
             if isinstance(exc, FloatingPointError) \
                     and self.pool.refused(event.key, self.reset_after):
-                self.metrics.resets.inc()
+                self.metrics.learner_reset()
                 log.warning("learner of key %r refused %d events in a row (%s): reset to a "
                             "fresh learner", event.key, self.reset_after, exc)
             return Invalid("learner_error", f"{type(exc).__name__}: {exc}")
         self.pool.applied(event.key)
-        self.metrics.predict_seconds.observe(t1 - t0)
         if event.y is None:
-            self.metrics.handled("predicted")
+            self.metrics.applied(t1 - t0)
         else:
-            self.metrics.learn_seconds.observe(t2 - t1)
-            self.metrics.handled("learned")
-            self.metrics.error(event.y - prediction)
+            self.metrics.applied(t1 - t0, t2 - t1, event.y - prediction)
         if self.predictions:
             line = prediction_line(event.key, record.partition,
                                    self.source.encode(record.position), prediction, event.y)
@@ -162,8 +159,7 @@ class Service:
         return event
 
     def _reject(self, record, invalid: Invalid) -> None:
-        self.metrics.handled("invalid")
-        self.metrics.invalid.labels(reason=invalid.reason).inc()
+        self.metrics.rejected(invalid.reason)
         if self.dead_letters is not None:
             raw = record.raw[:self.limits.max_line_bytes + 1]  # a line_too_long: its start
             self.dead_letters.write(json.dumps(
@@ -206,10 +202,8 @@ class Service:
         self.store.commit(positions, self.source.name, self.source.state(self.positions))
         self._checkpointed = self.clock()
         self._pause = (time.perf_counter() - start) * (1 / CHECKPOINT_SHARE - 1)
-        self.metrics.checkpoint_learners.observe(written)
         self.source.ack(self._unacked)
         self._unacked = {}
         self._since_checkpoint = 0
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
-        self.metrics.last_checkpoint.set(time.time())
+        self.metrics.checkpointed(time.perf_counter() - start, written)
         return True

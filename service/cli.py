@@ -81,17 +81,17 @@ def build(config: Config, registry: CollectorRegistry):
     store = StateStore(config.checkpoint_dir)
     pool = LearnerPool(build_model(config), config.seed, store, config.max_learners)
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
-    pool.on_evict = metrics.evictions.inc
+    pool.on_evict = metrics.learner_evicted
 
     def corrupt(key, why):
-        metrics.corrupt.inc()
+        metrics.learner_corrupt()
         log.error("%s; its events are dead-lettered (learner_corrupt) until "
                   "'streamlearn-service reset %s KEY'", why, config.checkpoint_dir)
     pool.on_corrupt = corrupt
     saved = store.positions()
     source = open_source(config.source, config.follow, saved, store.meta("source_state", {}),
                          config.limits,
-                         on_error=lambda kind: metrics.source_errors.labels(kind=kind).inc())
+                         on_error=metrics.source_error)
     positions = {p: source.decode(v) for p, v in saved.items()} if source.replayable else {}
     predictions = [_open_output(config.predictions)] if config.predictions else []
     if hasattr(source, "prediction_sink"):

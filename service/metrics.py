@@ -100,33 +100,33 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry, learners=lambda: 0, window: int = 1000,
                  clock=time.monotonic):
         self.clock = clock
-        self.events = Counter("streamlearn_events", "Events by outcome", ["outcome"],
-                              registry=registry)
-        self.outcome = {o: self.events.labels(outcome=o) for o in OUTCOMES}
-        self.invalid = Counter("streamlearn_invalid_events", "Rejected events by reason",
-                               ["reason"], registry=registry)
-        self.learn_seconds = LatencyHistogram("streamlearn_learn_seconds",
-                                              "Time of one learn step", registry=registry)
-        self.predict_seconds = LatencyHistogram("streamlearn_predict_seconds",
-                                                "Time of one prediction", registry=registry)
-        self.checkpoint_seconds = Histogram("streamlearn_checkpoint_seconds",
-                                            "Time to write a checkpoint", registry=registry)
-        self.last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
-                                     "Unix time of the last durable checkpoint",
-                                     registry=registry)
-        self.evictions = Counter("streamlearn_learner_evictions", "Learners evicted to the store",
-                                 registry=registry)
-        self.lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
-                         ["partition"], registry=registry)
-        self.resets = Counter("streamlearn_learner_resets", "Learners reset after refusing "
-                              "events in a row", registry=registry)
-        self.corrupt = Counter("streamlearn_learner_corrupt", "Keys whose stored state could "
-                               "not be read back", registry=registry)
-        self.checkpoint_learners = Histogram(
+        self._events = Counter("streamlearn_events", "Events by outcome", ["outcome"],
+                               registry=registry)
+        self._outcome = {o: self._events.labels(outcome=o) for o in OUTCOMES}
+        self._invalid = Counter("streamlearn_invalid_events", "Rejected events by reason",
+                                ["reason"], registry=registry)
+        self._learn_seconds = LatencyHistogram("streamlearn_learn_seconds",
+                                               "Time of one learn step", registry=registry)
+        self._predict_seconds = LatencyHistogram("streamlearn_predict_seconds",
+                                                 "Time of one prediction", registry=registry)
+        self._checkpoint_seconds = Histogram("streamlearn_checkpoint_seconds",
+                                             "Time to write a checkpoint", registry=registry)
+        self._last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
+                                      "Unix time of the last durable checkpoint",
+                                      registry=registry)
+        self._evictions = Counter("streamlearn_learner_evictions",
+                                  "Learners evicted to the store", registry=registry)
+        self._lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
+                          ["partition"], registry=registry)
+        self._resets = Counter("streamlearn_learner_resets", "Learners reset after refusing "
+                               "events in a row", registry=registry)
+        self._corrupt = Counter("streamlearn_learner_corrupt", "Keys whose stored state could "
+                                "not be read back", registry=registry)
+        self._checkpoint_learners = Histogram(
             "streamlearn_checkpoint_learners", "Learners written by one checkpoint",
             buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000), registry=registry)
-        self.source_errors = Counter("streamlearn_source_errors", "Broker faults by kind "
-                                     "(each retried)", ["kind"], registry=registry)
+        self._source_errors = Counter("streamlearn_source_errors", "Broker faults by kind "
+                                      "(each retried)", ["kind"], registry=registry)
         Gauge("streamlearn_learners", "Learners in memory",
               registry=registry).set_function(learners)
         self._loss = _Loss(window)
@@ -143,16 +143,51 @@ class ServiceMetrics:
         Gauge("streamlearn_events_per_second", "Events handled per second over the last ~10 s",
               registry=registry).set_function(self._throughput)
 
-    def error(self, error: float) -> None:
-        self._loss.update(error)
-
     def handled(self, outcome: str) -> None:
         """Count one event; mark throughput at most once a second."""
-        self.outcome[outcome].inc()
+        self._outcome[outcome].inc()
         self._applied += 1
         now = self.clock()
         if now - self._marks[-1][0] >= 1.0:
             self._marks.append((now, self._applied))
+
+    def applied(self, predict_seconds: float, learn_seconds: float | None = None,
+                error: float | None = None) -> None:
+        """An event applied to its learner: predicted only (``learn_seconds`` None), or
+        learned from, with the error of the prediction it was scored on."""
+        self._predict_seconds.observe(predict_seconds)
+        if learn_seconds is None:
+            self.handled("predicted")
+            return
+        self._learn_seconds.observe(learn_seconds)
+        self.handled("learned")
+        self._loss.update(error)
+
+    def rejected(self, reason: str) -> None:
+        """An invalid event, by the reason it was rejected for."""
+        self.handled("invalid")
+        self._invalid.labels(reason=reason).inc()
+
+    def checkpointed(self, seconds: float, learners: int) -> None:
+        """A durable checkpoint that took ``seconds`` and wrote ``learners`` learners."""
+        self._checkpoint_learners.observe(learners)
+        self._checkpoint_seconds.observe(seconds)
+        self._last_checkpoint.set(time.time())
+
+    def consumer_lag(self, partition: str, entries: int) -> None:
+        self._lag.labels(partition=partition).set(entries)
+
+    def learner_reset(self) -> None:
+        self._resets.inc()
+
+    def learner_evicted(self) -> None:
+        self._evictions.inc()
+
+    def learner_corrupt(self) -> None:
+        self._corrupt.inc()
+
+    def source_error(self, kind: str) -> None:
+        self._source_errors.labels(kind=kind).inc()
 
     def _throughput(self) -> float:
         (t0, n0), (t1, n1) = self._marks[0], (self.clock(), self._applied)

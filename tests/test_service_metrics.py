@@ -8,24 +8,35 @@ from prometheus_client import CollectorRegistry
 
 from servers import prometheus_server
 from service_helpers import JUNK, event_lines, free_port, start_cli, wait_for, write_lines
-from streamlearn import ColumnarRegressor
-from streamlearn.service.app import Service
-from streamlearn.service.store import StateStore
-from streamlearn.service.metrics import ServiceMetrics
-from streamlearn.service.pool import LearnerPool
+from streamlearn.service.cli import build
+from streamlearn.service.config import Config
 from streamlearn.service.sources import FileSource
+
+
+def _run(config, registry, replay: bool = False) -> None:
+    """The service as ``streamlearn-service run`` builds it, run to the end of its file;
+    ``replay``: with a source that reads the file again from its start (as a broker
+    re-delivers), the positions still those of the checkpoint."""
+    service, outputs = build(config, registry)
+    if replay:
+        service.source.close()
+        service.source = FileSource(config.source)
+    try:
+        service.run(stop=_Never())
+    finally:
+        for out in outputs:
+            out.close()
+        service.source.close()
+        service.store.close()
 
 
 def test_metrics_count_every_outcome(tmp_path):
     lines = event_lines(400, n_keys=3, seed=1) + JUNK[:3]
     write_lines(tmp_path / "e.jsonl", lines)
+    config = Config(source=str(tmp_path / "e.jsonl"), checkpoint_dir=str(tmp_path / "ck"),
+                    max_learners=2, metrics_address=None)
     registry = CollectorRegistry()
-    store = StateStore(tmp_path / "ck")
-    pool = LearnerPool(ColumnarRegressor(), 0, store, max_learners=2)
-    metrics = ServiceMetrics(registry, learners=lambda: len(pool))
-    pool.on_evict = metrics.evictions.inc
-    source = FileSource(tmp_path / "e.jsonl")
-    Service(source, pool, store, metrics, {}).run(stop=_Never())
+    _run(config, registry)
     value = registry.get_sample_value
     assert value("streamlearn_events_total", {"outcome": "learned"}) == 300
     assert value("streamlearn_events_total", {"outcome": "predicted"}) == 100
@@ -40,11 +51,9 @@ def test_metrics_count_every_outcome(tmp_path):
         <= value("streamlearn_progressive_loss", {"metric": "rmse"})
     assert math.isfinite(value("streamlearn_loss", {"metric": "rmse"}))
 
-    # replaying the same file from the start: every event is a duplicate
+    # the same file delivered again: every event is at or before the checkpoint, a duplicate
     registry2 = CollectorRegistry()
-    metrics2 = ServiceMetrics(registry2)
-    positions = {"file": FileSource.decode(store.positions()["file"])}
-    Service(FileSource(tmp_path / "e.jsonl"), pool, store, metrics2, positions).run(_Never())
+    _run(config, registry2, replay=True)
     assert registry2.get_sample_value("streamlearn_events_total",
                                       {"outcome": "duplicate"}) == len(lines)
 
