@@ -1,7 +1,7 @@
 """Per-key learners: created from a prototype, bounded in memory, evicted to the store.
 
-Every key's learner starts as ``prototype.spawn(seed)`` (``clone({"seed": seed})``), the same
-for every key, as River's ``clone`` gives; its state then depends only on the configuration
+Every key's learner starts as ``prototype.spawn(seed)`` (what ``clone({"seed": seed})``
+gives), the same for every key; its state then depends only on the configuration
 and that key's events. Columnar learners that share feature names are kept as rows of a
 :class:`~streamlearn.table.LearnerTable` (about 14 KB for the default model, created by one
 copy); any other learner as an object. At most ``max_learners`` stay in memory; the least
@@ -66,7 +66,6 @@ class LearnerPool:
         self.max_learners = max_learners
         self.on_evict = on_evict
         self.on_corrupt = on_corrupt
-        self._seeded = "seed" in prototype._get_params()
         self._live: collections.OrderedDict = collections.OrderedDict()  # key -> _Entry
         self._dirty: set = set()    # live keys whose state differs from the stored one
         self._corrupt: dict = {}    # key -> why its stored state cannot be read
@@ -128,9 +127,7 @@ class LearnerPool:
         return self._place(type(self.prototype).from_bytes(state))
 
     def _spawn(self):
-        if hasattr(self.prototype, "spawn"):
-            return self.prototype.spawn(self.seed)
-        return self.prototype.clone({"seed": self.seed} if self._seeded else None)
+        return self.prototype.spawn(self.seed)
 
     def _table(self, names: tuple):
         """The table of learners with feature ``names``, made if there is room; None where

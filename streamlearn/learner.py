@@ -313,11 +313,6 @@ class ColumnarLearner(LearnerCore):
         """The constructor arguments (what River's _get_params gives, without inspect)."""
         return {name: getattr(self, name) for name in self.PARAMS}
 
-    def _get_params(self) -> dict:
-        """River's parameter listing (used by ``clone``), from ``PARAMS`` instead of
-        inspecting the signature: a service clones a learner for every new key."""
-        return self._params()
-
     def state_dict(self) -> dict:
         """The full learned state as plain data (numpy arrays, numbers, strings, lists)."""
         return self._state(copy=True)
