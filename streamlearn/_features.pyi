@@ -1,0 +1,6 @@
+"""Type stubs of the compiled feature validation (pyx/_features.pyx)."""
+
+MAX_VALUE: float
+
+def as_finite(name: object, value: object) -> float: ...
+def unknown_names(x: dict, index: dict[str, int]) -> list[str] | None: ...
