@@ -1,5 +1,5 @@
 """Speed of the compiled kernel and of the River API, side by side with River's own linear
-regression, in one run (issue 6's measurements; targets in benchmarks/README.md).
+regression, in one run (the current figures are in benchmarks/README.md).
 
 1. Kernel cost per parameter per full learn step (forward, traces, gradient, RMSProp), via
    learn_many so no Python runs per step: in cache (1,024 columns) and out of cache, in

@@ -93,8 +93,7 @@ static inline double sl_select(int take, double a, double b) {
    every column, so each per-column factor is a vector lane and one loop runs over the
    columns of a block. A block is SL_BLOCK_BYTES of each row (1,024 float64 or 2,048 float32
    columns): the block's factors stay in cache while all 4 K rows stream past. Blocks of
-   16 .. 8,192 float64 columns were measured (benchmarks/README.md): 512 .. 2,048 came
-   out best. Inputs k < K - 2 are the normalised features
+   16 .. 8,192 float64 columns were measured: 512 .. 2,048 came out best. Inputs k < K - 2 are the normalised features
    (one value for all columns), K - 2 the column's own h(t-1), K - 1 the bias (input 1). Factor rows (pointers at the first column): f, A, E, B and
    Kc[z], Kh[z] (the column's trace-recursion factors), w (head weights), h (new states). */
 enum { SL_TRACES = 0, SL_SGD = 1, SL_RMS = 2, SL_TD = 3, SL_META = 4 };

@@ -3,8 +3,8 @@
 GCC's vectoriser report (-fopt-info-vec) is read for the header compiled as the loader's two
 clones are (x86-64-v3, x86-64-v4) with setup.py's flags. A branch left in such a loop is
 if-converted into masked operations for AVX-512 but not for AVX2, and the loop then runs
-scalar on AVX2-only CPUs: the cell and the TD and meta update loops did, at 2-3x the cost of
-the whole learn step (benchmarks/README.md, session 7). A build property, not a timing."""
+scalar on AVX2-only CPUs: the cell and the TD and meta update loops once did, each costing
+more than the rest of the learn step. A build property, not a timing."""
 
 import ast
 import platform
