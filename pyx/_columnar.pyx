@@ -830,40 +830,66 @@ cdef class ColumnarKernel:
             raise_for_status(STATUS_FORWARD, 0.0)
 
     cdef int _commit_core(self, double y, bint learn, double* delta_out) noexcept nogil:
-        """The commit step; returns STATUS_OK, STATUS_ERROR (delta not finite or too large)
-        or STATUS_DIVERGING (a bound exceeds LIMIT even with exact maxima), having changed
-        nothing in the last two cases."""
-        cdef Py_ssize_t i, k, n = self.n, m = self.m
-        cdef double delta = 0.0, y_mean = 0.0, y_var = 0.0, y_taken = y
-        cdef double alpha = self.step_size
-        cdef double head_step = 0.0, ha = self.head_step_size, gl = self.gamma * self.lambda_
+        """The commit step, in phases: the error, the bound on the head's step, the
+        parameters with their traces, the head, the new state, the running statistics.
+        Returns STATUS_OK, STATUS_ERROR (delta not finite or too large) or STATUS_DIVERGING
+        (a bound exceeds LIMIT even with exact maxima), having changed nothing in the last
+        two cases."""
+        cdef double delta, head_step, y_mean = 0.0, y_var = 0.0, y_taken = y
         cdef bint td = self.rule == RULE_TD
-        cdef sl_own_rule rule
-        if td:
-            if learn and self.scalars[S_HAS_PREV] != 0.0:
-                delta = y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
-            else:
-                learn = False
-        elif learn:
-            if self.normalize_target:
-                delta = self._target(y, &y_mean, &y_var, &y_taken) - self.y_hat_n
-            else:
-                delta = y - self.y_hat_n
+        if td:  # no TD error at an episode's first step
+            learn = learn and self.scalars[S_HAS_PREV] != 0.0
+        delta = self._error(y, learn, &y_mean, &y_var, &y_taken)
         delta_out[0] = delta
         if not (isfinite(delta) and fabs(delta) < self.limit):
             return STATUS_ERROR
-        if learn:
-            # |step| <= alpha |g| for SGD; RMSProp's v >= (1 - beta) g^2 caps it at alpha/sqrt(1-beta)
-            if self.rule == RULE_META:
-                head_step = ha * fabs(delta)
-            elif self.optimizer == OPT_SGD:
-                head_step = alpha * fabs(delta) * (1.0 / (1.0 - gl) if td else 1.0)
-            else:
-                head_step = alpha / sqrt(1.0 - self.beta)
+        head_step = self._head_step_bound(delta, learn, td)
         if not self._bounds_ok(delta, head_step):
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
             if not self._bounds_ok(delta, head_step):
                 return STATUS_DIVERGING
+        self._update_parameters(delta, learn)
+        if learn:
+            self._head_update(delta)
+        if td:
+            self._head_eligibility()
+            self.scalars[S_V_PREV] = self.y_hat
+            self.scalars[S_HAS_PREV] = 1.0
+        self._advance_state()
+        self._update_statistics(y, learn, y_mean, y_var, y_taken)
+        self.learned = learn  # False for TD at an episode's first step
+        return STATUS_OK
+
+    cdef inline double _error(self, double y, bint learn, double* y_mean, double* y_var,
+                              double* y_taken) noexcept nogil:
+        """The error delta the step learns from (0 when it does not learn): the TD error,
+        or the target minus the prediction in the head's units (the target statistics,
+        updated, into y_mean and y_var)."""
+        if not learn:
+            return 0.0
+        if self.rule == RULE_TD:
+            return y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
+        if self.normalize_target:
+            return self._target(y, y_mean, y_var, y_taken) - self.y_hat_n
+        return y - self.y_hat_n
+
+    cdef inline double _head_step_bound(self, double delta, bint learn, bint td) noexcept nogil:
+        """A bound on the size of the head's step: |step| <= alpha |g| for SGD; RMSProp's
+        v >= (1 - beta) g^2 caps it at alpha / sqrt(1 - beta)."""
+        cdef double alpha = self.step_size, gl = self.gamma * self.lambda_
+        if not learn:
+            return 0.0
+        if self.rule == RULE_META:
+            return self.head_step_size * fabs(delta)
+        if self.optimizer == OPT_SGD:
+            return alpha * fabs(delta) * (1.0 / (1.0 - gl) if td else 1.0)
+        return alpha / sqrt(1.0 - self.beta)
+
+    cdef inline void _update_parameters(self, double delta, bint learn) noexcept nogil:
+        """The columns' own parameters, then the lateral and stage weights of the learning
+        columns, with their traces; the bounds computed for the step become the maxima."""
+        cdef Py_ssize_t i, n = self.n, m = self.m
+        cdef sl_own_rule rule
         self._rule(delta, learn, &rule)
         if self.per_column:
             sl_own_columns(n, self.K, &self.mode[0], &self.P[0, 0, 0], &self.TH[0, 0, 0],
@@ -880,15 +906,19 @@ cdef class ColumnarKernel:
         self.commits += 1
         if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
             self._refresh_maxima()
-        if learn:
-            self._head_update(delta)
-        if td:
-            self._head_eligibility()
-            self.scalars[S_V_PREV] = self.y_hat
-            self.scalars[S_HAS_PREV] = 1.0
+
+    cdef inline void _advance_state(self) noexcept nogil:
+        """The forward step's states become the columns' states."""
+        cdef Py_ssize_t n = self.n
         memcpy(&self.h[0], &self.h_new[0], n * sizeof(double))
         memcpy(&self.c[0], &self.c_new[0], n * sizeof(double))
         memcpy(&self.c_pad[0], &self.c_new[0], n * sizeof(double))
+
+    cdef inline void _update_statistics(self, double y, bint learn, double y_mean, double y_var,
+                                        double y_taken) noexcept nogil:
+        """The running statistics the forward step computed (inputs, and the learning
+        columns' states) and the target's, when it learned from one."""
+        cdef Py_ssize_t k, n = self.n, m = self.m
         if self.normalize:
             for k in range(m):
                 self.x_mean[k] = self.new_mean[k]
@@ -902,8 +932,6 @@ cdef class ColumnarKernel:
             self.scalars[S_Y_VAR] = y_var
             self.scalars[S_Y_COUNT] += 1.0
             self.scalars[S_Y_CLIPPED] += y_taken != y
-        self.learned = learn  # False for TD at an episode's first step
-        return STATUS_OK
 
     cdef inline double _target(self, double y, double* mean, double* var,
                                double* taken) noexcept nogil:
