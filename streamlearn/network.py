@@ -21,8 +21,10 @@ from streamlearn.serialization import SerializationError
 __all__ = ["ColumnarNetwork", "NetworkConfig", "INACTIVE", "FROZEN", "LEARNING",
            "column_array", "empty_columns"]
 
-# The arrays that the configuration fixes, not learned (every other array is learned state).
-STRUCTURE = ("lat_ptr", "lat_src", "st_ptr", "mode")
+# The arrays that the configuration fixes, not learned (every other array is learned state),
+# by their paths in the state dict.
+STRUCTURE = {"lat_ptr": "lateral/indptr", "lat_src": "lateral/indices",
+             "st_ptr": "stages/indptr", "mode": "stages/mode"}
 # Column modes (the kernel's ``mode`` array), as pyx/_loops.h numbers them.
 INACTIVE, FROZEN, LEARNING = COLUMN_MODES
 # Per-parameter arrays: value, the two RTRL traces, RMSProp moment, the rule's second trace.
@@ -344,16 +346,16 @@ class ColumnarNetwork:
         a = {k: v.copy() for k, v in self.arrays.items()} if copy else self.arrays
         scalars = a["scalars"]
         state = {"feature_names": list(self.names),
-                 "optimizer": {"name": self.config.optimizer},
-                 "lateral": {"indptr": a["lat_ptr"].astype(np.int64, copy=False),
-                             "indices": a["lat_src"].astype(np.int64, copy=False)},
-                 "stages": {"indptr": a["st_ptr"].astype(np.int64, copy=False),
-                            "mode": a["mode"].astype(np.int64, copy=False)}}
-        for parts, key, _, _ in _entries(self.config.rule):
+                 "optimizer": {"name": self.config.optimizer}}
+        entries = [(path.split("/"), a[key].astype(np.int64, copy=False))
+                   for key, path in STRUCTURE.items()]
+        entries += [(parts, a[key] if key in a else float(scalars[SCALARS.index(key)]))
+                    for parts, key, _, _ in _entries(self.config.rule)]
+        for parts, value in entries:
             node = state
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
-            node[parts[-1]] = a[key] if key in a else float(scalars[SCALARS.index(key)])
+            node[parts[-1]] = value
         return state
 
     def scalar_paths(self) -> tuple:
@@ -374,12 +376,13 @@ class ColumnarNetwork:
         names = get.names()
         m = len(names)
         get.shape("parameters", (n, 4, m + 2))  # before anything is built from n
-        lat_ptr, lat_src = _csr(get.ints("lateral/indptr"), get.ints("lateral/indices"), n)
-        st_ptr = get.ints("stages/indptr")
+        lat_ptr, lat_src = _csr(get.ints(STRUCTURE["lat_ptr"]),
+                                get.ints(STRUCTURE["lat_src"]), n)
+        st_ptr = get.ints(STRUCTURE["st_ptr"])
         if not np.array_equal(st_ptr, stage_structure(config)):
-            raise SerializationError("state entry 'stages/indptr' does not match "
+            raise SerializationError(f"state entry '{STRUCTURE['st_ptr']}' does not match "
                                      "columns_per_stage")
-        mode = get.ints("stages/mode")
+        mode = get.ints(STRUCTURE["mode"])
         expected = initial_modes(config)
         if steps_per_stage and config.columns_per_stage:
             stage = min(int(get.number("steps", integral=True)) // steps_per_stage,
@@ -387,8 +390,8 @@ class ColumnarNetwork:
             expected[:stage * config.per_stage] = FROZEN
             expected[stage * config.per_stage:(stage + 1) * config.per_stage] = LEARNING
         if not np.array_equal(mode, expected):
-            raise SerializationError("state entry 'stages/mode' does not match the stage "
-                                     "schedule of its steps")
+            raise SerializationError(f"state entry '{STRUCTURE['mode']}' does not match the "
+                                     "stage schedule of its steps")
         optimizer = get.value("optimizer/name", config.optimizer)
         if optimizer != config.optimizer:
             raise SerializationError(f"state was saved with optimizer {optimizer!r}, "
@@ -613,9 +616,10 @@ def _csr(indptr, indices, n: int) -> tuple:
     """Validated CSR structure of lateral connections (no self-connections)."""
     if indptr.shape != (n + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0) \
             or indptr[-1] != len(indices):
-        raise SerializationError("state entries 'lateral/indptr' and 'lateral/indices' are "
-                                 "not a valid CSR structure")
+        raise SerializationError(f"state entries '{STRUCTURE['lat_ptr']}' and "
+                                 f"'{STRUCTURE['lat_src']}' are not a valid CSR structure")
     receivers = np.repeat(np.arange(n), np.diff(indptr))
     if np.any(indices < 0) or np.any(indices >= n) or np.any(indices == receivers):
-        raise SerializationError("state entry 'lateral/indices' must name other columns")
+        raise SerializationError(f"state entry '{STRUCTURE['lat_src']}' must name other "
+                                 "columns")
     return indptr, indices
