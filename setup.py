@@ -17,7 +17,7 @@ DIRECTIVES = {
     "initializedcheck": DEBUG,
     "cdivision": not DEBUG,
 }
-MODULES = ["_columnar", "_features", "_tbptt"]
+MODULES = ["_columnar", "_features", "_learner_core", "_tbptt"]
 # No -march=native and no -ffast-math: the build runs on any x86-64 and keeps NaN/inf checks.
 # The hot loops (pyx/_loops.h) carry their own AVX2 and AVX-512 clones, picked at load time;
 # -ffp-contract=off keeps every clone's rounding identical (no fused multiply-add).
@@ -28,10 +28,12 @@ setup(
     ext_modules=cythonize(
         [Extension(f"streamlearn.{name}", [f"pyx/{name}.pyx"], extra_compile_args=FLAGS,
                    define_macros=MACROS,
-                   depends=["pyx/_loops.h", "pyx/_own.h", "pyx/_math.pxd",
-                            "pyx/_values.pxd"])
+                   depends=["pyx/_loops.h", "pyx/_own.h", "pyx/_loops.pxd", "pyx/_math.pxd",
+                            "pyx/_values.pxd", "streamlearn/_columnar.pxd"])
          for name in MODULES],
         compiler_directives=DIRECTIVES,
-        include_path=["pyx"],
+        # pyx/ for the kernels' shared declarations; "." for streamlearn/_columnar.pxd, the
+        # kernel's interface, which must resolve under its module's name
+        include_path=["pyx", "."],
     ),
 )

@@ -33,40 +33,24 @@ Layout (every array is owned by Python, the kernel only views it):
   meta-gradients (dw_i/dp; the head learns by LMS, p by -delta (w_i TH + h_i AUX); PAPER.md
   section 5) and TD(lambda) (the eligibility trace e <- gamma lambda e + w_i TH; section 6).
 
-A call is split in two so that nothing changes on failure: :meth:`forward_dict` (or
-:meth:`run_rows`, row by row) computes the next states into scratch and checks them for
-non-finite values; :meth:`commit` then updates traces and parameters in place. Before
+A step is split in two so that nothing changes on failure (the C interface is
+``streamlearn/_columnar.pxd``): ``forward`` computes the next states into scratch and checks
+them for non-finite values; ``commit`` then updates traces and parameters in place. Before
 touching anything, commit bounds every value it can write from per-column maxima kept by the
-previous commit; if a bound exceeds ``LIMIT`` it raises instead, so the in-place loop never
-has to be undone.
+previous commit; if a bound exceeds ``LIMIT`` it fails instead, so the in-place loop never
+has to be undone. :meth:`ColumnarKernel.run_rows` runs both for consecutive rows.
 """
 from libc.math cimport fabs, isfinite, sqrt
 from libc.string cimport memcpy, memset
 
-from _values cimport MAX_VALUE, to_finite
+from _loops cimport (
+    C_A, C_B, C_E, C_KC, C_KH, F_F, F_H, F_HPREV, F_W, FROZEN, GATE_F, GATE_G, GATE_I, GATE_O,
+    INACTIVE, LEARNING, M_AUX, M_P, M_TC, M_TH, N_COEF, N_FAC, N_MAXIMA, SL_META, SL_RMS, SL_SGD,
+    SL_TD, SL_TRACES, sl_block, sl_bounds, sl_cell, sl_coefficients, sl_coefficients_f32, sl_direct,
+    sl_extra_preact, sl_flush_subnormals, sl_head, sl_narrow, sl_own, sl_own_columns, sl_own_f32,
+    sl_own_rule, sl_own_rule_f32, sl_point, sl_point_f32, sl_preact, sl_preact_f32,
+    sl_restore_fp, sl_row_max, sl_row_max_f32, sl_sigmoid_all, sl_state_stats, sl_tanh_all)
 
-
-cdef extern from "Python.h":
-    Py_ssize_t PyUnicode_GET_LENGTH(object)
-    int PyUnicode_KIND(object)
-    void* PyUnicode_DATA(object)
-
-
-cdef inline bint _same_str(object a, object b) noexcept:
-    """a == b for two exact str objects: length, kind, then the bytes, compared here (str's
-    own comparison goes through its ordering, and memcmp is a call: feature names are
-    short)."""
-    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(a)
-    cdef const char* p
-    cdef const char* q
-    if n != PyUnicode_GET_LENGTH(b) or PyUnicode_KIND(a) != PyUnicode_KIND(b):
-        return False
-    p = <const char*>PyUnicode_DATA(a)
-    q = <const char*>PyUnicode_DATA(b)
-    for i in range(n * PyUnicode_KIND(a)):
-        if p[i] != q[i]:
-            return False
-    return True
 
 cdef enum:
     # the head's scalars (the ``scalars`` array); SCALARS below names them
@@ -195,11 +179,6 @@ cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noex
     return s0 + s1
 
 
-cdef struct Maxima:
-    # running maxima of |TH|, |TC|, |p|, |AUX| of a column (exact rescans, _refresh_maxima)
-    double mth, mtc, mp, maux
-
-
 cdef inline void _track(Maxima* s, double th, double tc, double p, double aux) noexcept nogil:
     s.mth = _max(s.mth, fabs(th))
     s.mtc = _max(s.mtc, fabs(tc))
@@ -207,132 +186,8 @@ cdef inline void _track(Maxima* s, double th, double tc, double p, double aux) n
     s.maux = _max(s.maux, fabs(aux))
 
 
-cdef extern from "_loops.h" nogil:
-    # the per-parameter loops, compiled for several instruction sets (see _loops.h)
-    enum:
-        SL_TRACES
-        SL_SGD
-        SL_RMS
-        SL_TD
-        SL_META
-    enum:
-        # rows of ``coef``: Kc[4] from C_KC, Kh[4] from C_KH, then A, E, B
-        C_KC "SL_C_KC"
-        C_KH "SL_C_KH"
-        C_A "SL_C_A"
-        C_E "SL_C_E"
-        C_B "SL_C_B"
-        N_COEF "SL_N_COEF"
-        # rows of ``fac32``, ``fac64``: those of ``coef``, the forget gate, w, h(t), h(t-1)
-        F_F "SL_F_F"
-        F_W "SL_F_W"
-        F_H "SL_F_H"
-        F_HPREV "SL_F_HPREV"
-        N_FAC "SL_N_FAC"
-    enum:
-        # rows of ``maxima`` and ``bounds``: on |TH|, |TC|, |P|, |AUX| of each column
-        M_TH "SL_M_TH"
-        M_TC "SL_M_TC"
-        M_P "SL_M_P"
-        M_AUX "SL_M_AUX"
-        N_MAXIMA "SL_N_MAXIMA"
-    enum:
-        # a column's mode (the ``mode`` array)
-        INACTIVE "SL_MODE_INACTIVE"
-        FROZEN "SL_MODE_FROZEN"
-        LEARNING "SL_MODE_LEARNING"
-    enum:
-        # the gates' order in the per-parameter arrays' second axis
-        GATE_I "SL_GATE_I"
-        GATE_F "SL_GATE_F"
-        GATE_O "SL_GATE_O"
-        GATE_G "SL_GATE_G"
-    ctypedef struct sl_own_rule:
-        const double* f
-        const double* A
-        const double* E
-        const double* B
-        const double* Kc[4]
-        const double* Kh[4]
-        const double* w
-        const double* h
-        const double* hprev
-        int kind, sgd, learn
-        double delta, alpha, beta, eps, ge, ha
-    ctypedef struct sl_own_rule_f32:
-        const float* f
-        const float* A
-        const float* E
-        const float* B
-        const float* Kc[4]
-        const float* Kh[4]
-        const float* w
-        const float* h
-        const float* hprev
-        int kind, sgd, learn
-        float delta, alpha, beta, eps, ge, ha
-    void sl_own(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride, double* P,
-                double* TH, double* TC, double* V, double* AUX, const double* xn,
-                const sl_own_rule* r)
-    void sl_own_f32(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride, float* P,
-                    float* TH, float* TC, float* V, float* AUX, const double* xn,
-                    const sl_own_rule_f32* r)
-    void sl_preact(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
-                   const double* P, const double* x, const double* h, double* out,
-                   Py_ssize_t gs)
-    void sl_preact_f32(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t K, Py_ssize_t stride,
-                       const float* P, const double* x, const double* h, double* out,
-                       Py_ssize_t gs)
-    void sl_coefficients(Py_ssize_t lo, Py_ssize_t hi, const double* gates, Py_ssize_t gs,
-                         const double* cp, const double* T, const double* u, Py_ssize_t us,
-                         double* coef, Py_ssize_t cs)
-    void sl_coefficients_f32(Py_ssize_t lo, Py_ssize_t hi, const double* gates,
-                             Py_ssize_t gs, const double* cp, const double* T, const float* u,
-                             Py_ssize_t us, double* coef, Py_ssize_t cs)
-    void sl_row_max(Py_ssize_t n, double* out, const double* row)
-    void sl_row_max_f32(Py_ssize_t n, double* out, const float* row)
-    void sl_narrow(Py_ssize_t n, Py_ssize_t rows, const double* const* src, float* dst,
-                   Py_ssize_t stride)
-    void sl_point "SL_POINT"(sl_own_rule* r, double* fac, Py_ssize_t width)
-    void sl_point_f32 "SL_POINT"(sl_own_rule_f32* r, float* fac, Py_ssize_t width)
-    bint sl_bounds(Py_ssize_t n, const Py_ssize_t* mode, const double* coef, Py_ssize_t cs,
-                   const double* gf, const double* h, const double* w, const double* mx,
-                   double* out, double xmax, double delta, int rule, int sgd, double alpha,
-                   double rms_step, double ha, double gl, double head_step, double limit)
-    void sl_head(Py_ssize_t n, const Py_ssize_t* mode, double* w, double* vw, const double* e,
-                 double delta, double alpha, double beta, double eps, int sgd)
-    void sl_state_stats(Py_ssize_t n, const Py_ssize_t* mode, const double* h, double r,
-                        double* mean, double* var)
-    void sl_direct(Py_ssize_t count, const double* d, const double* Kc, const double* Kh,
-                   double* kcd, double* khd)
-    void sl_extra_preact(Py_ssize_t lo, Py_ssize_t hi, const Py_ssize_t* lat_ptr,
-                         const Py_ssize_t* lat_src, const double* LP, const double* h,
-                         const Py_ssize_t* st_ptr, const double* SP, const double* hn,
-                         double* gates, Py_ssize_t gs)
-    void sl_block(Py_ssize_t n, Py_ssize_t i, double* p, double* th, double* tc, double* v,
-                  double* aux, const double* kcd, const double* khd, const sl_own_rule* r)
-    void sl_own_columns(Py_ssize_t n, Py_ssize_t K, const Py_ssize_t* mode, double* P,
-                        double* TH, double* TC, double* V, double* AUX, const double* xn,
-                        double* kcd, double* khd, const sl_own_rule* r)
-    void sl_sigmoid_all(Py_ssize_t n, const double* x, double* out)
-    bint sl_cell(Py_ssize_t lo, Py_ssize_t hi, double* gates, Py_ssize_t gs,
-                 const Py_ssize_t* mode, const double* c, double* c_new, double* tanh_c,
-                 double* h_new, double limit)
-    void sl_tanh_all(Py_ssize_t n, const double* x, double* out)
-    # every step runs with subnormals flushed to zero (see _loops.h), the caller's mode
-    # restored on return
-    unsigned sl_flush_subnormals()
-    void sl_restore_fp(unsigned mode)
-
 # Column modes by name, as _loops.h numbers them (network.py reads them here).
 COLUMN_MODES = (INACTIVE, FROZEN, LEARNING)
-
-
-cdef enum:
-    STATUS_OK = 0
-    STATUS_ERROR = 1
-    STATUS_DIVERGING = 2
-    STATUS_FORWARD = 3
 
 
 def activations(const double[::1] x):
@@ -347,7 +202,7 @@ def activations(const double[::1] x):
     return logistic, tanh
 
 
-def raise_for_status(int status, double delta):
+cpdef raise_for_status(int status, double delta):
     """Raise the FloatingPointError that a kernel status code stands for (0: nothing)."""
     if status == STATUS_ERROR:
         raise FloatingPointError(
@@ -364,59 +219,30 @@ def raise_for_status(int status, double delta):
 
 
 cdef class ColumnarKernel:
-    """State views plus the forward and commit steps of a columnar LSTM network."""
+    """State views plus the forward and commit steps of a columnar LSTM network (fields:
+    streamlearn/_columnar.pxd)."""
 
-    cdef double[:, :, :] P, TH, TC, V, AUX     # (4, K, n): column-innermost, or (n, 4, K)
-    cdef float[:, :, :] P32, TH32, TC32, V32, AUX32  # the same when f32
-    cdef Py_ssize_t rs             # column-innermost: elements from one row to the next
-    cdef bint f32                  # the own parameters are float32
-    cdef bint per_column           # P ... are (n, 4, K) C-contiguous: run column by column
-    cdef double[:, ::1] urows      # per_column: (4, n) self-recurrent weights, gathered
-    cdef Py_ssize_t width          # lanes the learning step runs: n, or n padded (below)
-    cdef float[:, ::1] fac32       # (N_FAC, width): factor rows of a float32 step
-    cdef double[:, ::1] fac64      # (N_FAC, width): the same in float64 when width > n
-    cdef double limit              # LIMIT, or LIMIT_F32 for float32 parameters
-    cdef double[:, ::1] LP, LTH, LTC, LV, LAUX, SP, STH, STC, SV, SAUX
-    cdef const Py_ssize_t[::1] lat_ptr, lat_src, st_ptr, mode
-    cdef Py_ssize_t[::1] run_end   # the forward step's runs of columns: one per stage
-    cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, x_clipped
-    cdef double[::1] hs_mean, hs_var
-    # scratch of the pending forward step
-    cdef double[::1] xn, new_mean, new_var, clipped, hn
-    cdef double[:, ::1] gates      # (4, gw) activations, gate-major (contiguous per gate)
-    cdef double[::1] h_new, c_new, tanh_c  # (gw,)
-    cdef Py_ssize_t gw             # n rounded up to 8 lanes: sl_cell runs whole vectors
-    cdef double[::1] c_pad         # (gw,) c, then zeros (sl_cell's input; commit keeps it)
-    cdef Py_ssize_t[::1] mode_pad  # (gw,) mode, then INACTIVE
-    cdef double[:, ::1] maxima     # (4, n): bounds on |TH|, |TC|, |P|, |AUX| per column
-    cdef double[:, ::1] bounds     # (4, n): the same after the pending commit
-    cdef double[:, ::1] coef       # (N_COEF, n): trace-recursion factors of the pending commit
-    cdef double[::1] x_in, x_next  # inputs of the pending forward step; forward_dict scratch
-    cdef list keys                 # (m,) str keys of the dicts placed before, in their order
-    cdef Py_ssize_t[::1] key_pos   # (m,) the position of each (_place)
-    cdef double[::1] kcd, khd      # direct-input terms of a column's lateral or stage weights
-    cdef double[::1] dl            # a column's lateral inputs h_j(t-1), gathered
-    cdef Py_ssize_t commits
-    cdef double y_hat_n, y_hat
-    cdef Py_ssize_t n, m, K
-    cdef bint pending, aux
-    cdef bint stages               # some column has stage weights (reads hn)
-    cdef bint release_gil          # single steps release the GIL only when they are long
-    cdef readonly int optimizer, rule
-    cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
-    cdef readonly bint normalize, normalize_target
-    cdef readonly double delta        # the error of the last commit (0 when nothing was learned)
-    cdef readonly bint learned        # the last commit took a learning step
-    cdef readonly bint detached       # dropped by its network (detach): no longer stepped
-
-    def __init__(self, dict arrays, str optimizer, double step_size, bint normalize,
-                 str rule="regression", double head_step_size=0.0, double gamma=0.0,
-                 double lambda_=0.0, double beta=0.9999, double eps=1e-8, double decay=0.9999,
+    def __init__(self, *, P, TH, TC, V, AUX=None,
+                 const Py_ssize_t[::1] lat_ptr, const Py_ssize_t[::1] lat_src,
+                 double[:, ::1] LP, double[:, ::1] LTH, double[:, ::1] LTC, double[:, ::1] LV,
+                 double[:, ::1] LAUX=None,
+                 const Py_ssize_t[::1] st_ptr, const Py_ssize_t[::1] mode,
+                 double[:, ::1] SP, double[:, ::1] STH, double[:, ::1] STC, double[:, ::1] SV,
+                 double[:, ::1] SAUX=None, double[::1] hs_mean, double[::1] hs_var,
+                 double[::1] h, double[::1] c, double[::1] w, double[::1] vw, double[::1] ew,
+                 double[::1] scalars, double[::1] x_mean, double[::1] x_var,
+                 double[::1] x_count, double[::1] x_clipped,
+                 str optimizer, double step_size, bint normalize, str rule="regression",
+                 double head_step_size=0.0, double gamma=0.0, double lambda_=0.0,
+                 double beta=0.9999, double eps=1e-8, double decay=0.9999,
                  double var_floor=1e-8):
+        """Views of a network's arrays (``streamlearn.network.ColumnarNetwork.arrays``, passed
+        by name: the names are this signature's), shaped and laid out as the module docstring
+        says, and the learning rule's settings. The AUX arrays are the meta and TD rules'."""
         import numpy as np
         self.rule = RULES.index(rule)
         self.aux = self.rule != RULE_REGRESSION
-        given = np.asarray(arrays["P"])
+        given = np.asarray(P)
         dtype = given.dtype
         if dtype not in (np.float64, np.float32):
             raise ValueError(f"P must be float64 or float32, got {dtype}")
@@ -425,10 +251,13 @@ cdef class ColumnarKernel:
         self.per_column = not self.f32 and given.flags.c_contiguous and (
             given.shape[0] == 1 or not given.transpose(1, 2, 0).flags.c_contiguous)
         self.rs = given.strides[2] // given.itemsize
-        P, TH, TC, V = [_own_rows(arrays[key], key, dtype, self.per_column, self.rs)
-                        for key in ("P", "TH", "TC", "V")]
-        AUX = _own_rows(arrays["AUX"], "AUX", dtype, self.per_column, self.rs) \
-            if self.aux else None
+        P, TH, TC, V = [_own_rows(array, key, dtype, self.per_column, self.rs)
+                        for key, array in (("P", P), ("TH", TH), ("TC", TC), ("V", V))]
+        if self.aux:
+            if AUX is None or LAUX is None or SAUX is None:
+                raise ValueError(f"the {rule} rule needs AUX, LAUX and SAUX")
+            AUX = _own_rows(AUX, "AUX", dtype, self.per_column, self.rs)
+            self.LAUX, self.SAUX = LAUX, SAUX
         if self.f32:
             self.P32, self.TH32, self.TC32, self.V32 = P, TH, TC, V
             if self.aux:
@@ -437,33 +266,13 @@ cdef class ColumnarKernel:
             self.P, self.TH, self.TC, self.V = P, TH, TC, V
             if self.aux:
                 self.AUX = AUX
-        self.lat_ptr = arrays["lat_ptr"]
-        self.lat_src = arrays["lat_src"]
-        self.LP = arrays["LP"]
-        self.LTH = arrays["LTH"]
-        self.LTC = arrays["LTC"]
-        self.LV = arrays["LV"]
-        self.st_ptr = arrays["st_ptr"]
-        self.mode = arrays["mode"]
-        self.SP = arrays["SP"]
-        self.STH = arrays["STH"]
-        self.STC = arrays["STC"]
-        self.SV = arrays["SV"]
-        self.hs_mean = arrays["hs_mean"]
-        self.hs_var = arrays["hs_var"]
-        if self.aux:
-            self.LAUX = arrays["LAUX"]
-            self.SAUX = arrays["SAUX"]
-        self.h = arrays["h"]
-        self.c = arrays["c"]
-        self.w = arrays["w"]
-        self.vw = arrays["vw"]
-        self.ew = arrays["ew"]
-        self.scalars = arrays["scalars"]
-        self.x_mean = arrays["x_mean"]
-        self.x_var = arrays["x_var"]
-        self.x_count = arrays["x_count"]
-        self.x_clipped = arrays["x_clipped"]
+        self.lat_ptr, self.lat_src, self.LP, self.LTH, self.LTC, self.LV = \
+            lat_ptr, lat_src, LP, LTH, LTC, LV
+        self.st_ptr, self.mode, self.SP, self.STH, self.STC, self.SV = \
+            st_ptr, mode, SP, STH, STC, SV
+        self.hs_mean, self.hs_var = hs_mean, hs_var
+        self.h, self.c, self.w, self.vw, self.ew, self.scalars = h, c, w, vw, ew, scalars
+        self.x_mean, self.x_var, self.x_count, self.x_clipped = x_mean, x_var, x_count, x_clipped
         self.n = P.shape[0] if self.per_column else P.shape[2]
         self.stages = self.SP.shape[0] > 0
         self.K = P.shape[2] if self.per_column else P.shape[1]
@@ -476,7 +285,7 @@ cdef class ColumnarKernel:
             raise ValueError("stage connections do not match the number of columns")
         # a stage reads the new states of the earlier stages: the forward step runs the
         # columns stage by stage, each run of columns with as many stage weights at once
-        inputs = np.diff(arrays["st_ptr"])
+        inputs = np.diff(np.asarray(st_ptr))
         self.run_end = np.append(np.flatnonzero(np.diff(inputs)) + 1, self.n).astype(np.intp)
         self.optimizer = OPTIMIZERS.index(optimizer)
         self.step_size = step_size
@@ -522,8 +331,7 @@ cdef class ColumnarKernel:
             self.fac64 = np.zeros((N_FAC, self.width))
         self.x_in = np.zeros(self.m)
         block = max(self.K if self.per_column else 1,
-                    int(np.diff(arrays["lat_ptr"]).max(initial=0)),
-                    int(np.diff(arrays["st_ptr"]).max(initial=0)))
+                    int(np.diff(np.asarray(lat_ptr)).max(initial=0)), int(inputs.max(initial=0)))
         if self.per_column:
             self.urows = np.zeros((4, self.n))
         self.kcd = np.zeros(4 * block)
@@ -533,9 +341,6 @@ cdef class ColumnarKernel:
         self.release_gil = 4 * self.K * self.n + 4 * (self.LP.shape[0] + self.SP.shape[0]) \
             >= RELEASE_GIL_PARAMETERS
         self.khd = np.zeros(4 * block)
-        self.x_next = np.zeros(self.m)
-        self.keys = [None] * self.m
-        self.key_pos = np.zeros(self.m, np.intp)
         self.commits = 0
         self._refresh_maxima()
         self.pending = False
@@ -594,95 +399,44 @@ cdef class ColumnarKernel:
                            self.SAUX[k, z] if self.aux else 0.0)
             self._store_maxima(i, &s)
 
-    cdef inline void _store_maxima(self, Py_ssize_t i, Maxima* s) noexcept nogil:
+    cdef void _store_maxima(self, Py_ssize_t i, Maxima* s) noexcept nogil:
         self.maxima[M_TH, i] = s.mth
         self.maxima[M_TC, i] = s.mtc
         self.maxima[M_P, i] = s.mp
         self.maxima[M_AUX, i] = s.maux
 
-    cdef bint _place(self, dict x, dict index) except -1:
-        """x into ``x_next`` by ``index`` (name -> position; absent features read 0),
-        validated value by value (TypeError, ValueError); True when x names a feature
-        ``index`` lacks (``x_next`` is then incomplete: nothing may run on it).
-
-        A stream's dicts mostly list the same str keys in the same order: the i-th key is
-        first compared with the i-th str key placed before (``keys``), by identity or by
-        its bytes, and only looked up in ``index`` when it differs (a dict lookup of a key
-        that is equal but not the same object hashes and compares it)."""
-        cdef Py_ssize_t i = 0, j, m = self.m
-        cdef double v
-        cdef double* nxt = &self.x_next[0] if m else NULL
-        cdef list keys = self.keys
-        cdef object key
-        for j in range(m):
-            nxt[j] = 0.0
-        for name, value in x.items():
-            if type(value) is float and fabs(<double>value) <= MAX_VALUE:  # to_finite's common
-                v = <double>value                                          # case (NaN: False)
-            else:
-                v = to_finite(name, value)
-            key = keys[i] if i < m else None
-            if key is not None and (name is key or (type(name) is str
-                                                    and _same_str(name, key))):
-                j = self.key_pos[i]
-            else:
-                position = index.get(name)
-                if position is None:
-                    return True
-                j = position
-                if not 0 <= j < m:
-                    raise IndexError(f"feature {name!r} has position {j} outside 0..{m - 1}")
-                if i < m and type(name) is str:
-                    keys[i] = name
-                    self.key_pos[i] = j
-            nxt[j] = v
-            i += 1
-        return False
-
-    cdef double _forward_next(self) except? -1.0:
-        """The forward step on ``x_next``; when the pending step has the same inputs
-        (predict_one, then learn_one with the same x), its prediction without running it
-        again."""
+    cdef double forward_checked(self, const double* x) except? -1.0:
+        """The prediction for inputs x (m values): the forward step on them, which becomes
+        the pending step, run without the GIL when long; when the pending step has the same
+        inputs (predict_one, then learn_one with the same x), its prediction without running
+        it again. Raises FloatingPointError, having changed nothing, when the step fails."""
         cdef Py_ssize_t j, m = self.m
+        cdef int status
+        cdef unsigned mode
         if self.pending:
             for j in range(m):
-                if self.x_next[j] != self.x_in[j]:
+                if x[j] != self.x_in[j]:
                     break
             else:
                 return self.y_hat
         for j in range(m):
-            self.x_in[j] = self.x_next[j]
-        return self._forward_pending()
-
-    def forward_dict(self, dict x, dict index):
-        """The forward step (next states into scratch, nothing else changes) on a feature dict
-        placed by ``index`` (name -> position; absent features read 0), validated value by
-        value (TypeError, ValueError); returns the prediction. Returns None,
-        having run nothing, when x names a feature ``index`` lacks. When the pending forward
-        step has the same inputs, its prediction is returned without running the step
-        again."""
-        if self._place(x, index):
-            return None
-        return self._forward_next()
-
-    cdef double _forward_pending(self) except? -1.0:
-        """The forward step on ``x_in``; it becomes the pending step."""
-        cdef bint ok
-        cdef unsigned mode = sl_flush_subnormals()
+            self.x_in[j] = x[j]
         self.pending = False
+        mode = sl_flush_subnormals()
         if self.release_gil:
             with nogil:
-                ok = self._forward_core(&self.x_in[0] if self.m else NULL)
+                status = self.forward(&self.x_in[0] if m else NULL)
         else:
-            ok = self._forward_core(&self.x_in[0] if self.m else NULL)
+            status = self.forward(&self.x_in[0] if m else NULL)
         sl_restore_fp(mode)
-        if not ok:
-            raise_for_status(STATUS_FORWARD, 0.0)
+        if status:
+            raise_for_status(status, 0.0)
         self.pending = True
         return self.y_hat
 
-    cdef bint _forward_core(self, const double* x) noexcept nogil:
-        """The forward step into scratch; False if a value is non-finite or overflows.
+    cdef int forward(self, const double* x) noexcept nogil:
+        """The forward step on inputs x (m values) into scratch: STATUS_OK, or
+        STATUS_FORWARD if a value is non-finite or overflows (the caller then drops it).
         Stage by stage: the pre-activations of a stage's columns (sl_preact, then their
         lateral and stage weights: sl_extra_preact), then the cell (sl_cell: activations,
         c', tanh c', h'), each a vector loop."""
@@ -745,36 +499,34 @@ cdef class ColumnarKernel:
             self.y_hat = acc
         if not isfinite(self.y_hat):
             ok = False
-        return ok
+        return STATUS_OK if ok else STATUS_FORWARD
 
-    cdef inline double _y_scale(self) noexcept nogil:
+    cdef double _y_scale(self) noexcept nogil:
         """Target standard deviation; 0 until two targets have been seen (the prediction is
         then their mean: one target has no scale)."""
         if self.scalars[S_Y_COUNT] < 2:
             return 0.0
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
-    def commit(self, double y, bint learn):
+    cdef double commit_checked(self, double y, bint learn) except? -1.0:
         """Make the pending forward step the new state: update traces for every learning
         parameter and, if ``learn``, take one learning step with ``y``: the target of the
         prediction (regression and meta rules, on 1/2 (y - y_hat)^2 in normalised units) or
         the cumulant observed with this step's input (TD rule:
         delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step).
-        Returns the error delta (0 when nothing was learned), also kept in ``delta``."""
-        return self._commit(y, learn)
-
-    cdef double _commit(self, double y, bint learn) except? -1.0:
+        Returns the error delta (0 when nothing was learned), also kept in ``delta``;
+        raises FloatingPointError, having changed nothing, when the step fails (:meth:`commit`)."""
         cdef double delta = 0.0
         cdef int status
         cdef unsigned mode
         if not self.pending:
-            raise RuntimeError("commit() needs a forward step first (forward_dict)")
+            raise RuntimeError("commit needs a forward step first")
         mode = sl_flush_subnormals()
         if self.release_gil:
             with nogil:
-                status = self._commit_core(y, learn, &delta)
+                status = self.commit(y, learn, &delta)
         else:
-            status = self._commit_core(y, learn, &delta)
+            status = self.commit(y, learn, &delta)
         sl_restore_fp(mode)
         if status:
             raise_for_status(status, delta)
@@ -797,11 +549,11 @@ cdef class ColumnarKernel:
         with nogil:
             mode = sl_flush_subnormals()
             for r in range(rows):
-                if not self._forward_core(&X[r, 0] if self.m else NULL):
-                    status = STATUS_FORWARD
+                status = self.forward(&X[r, 0] if self.m else NULL)
+                if status:
                     break
                 out[r] = self.y_hat
-                status = self._commit_core(y[r], learn, &delta)
+                status = self.commit(y[r], learn, &delta)
                 if status:
                     break
                 applied += 1
@@ -821,7 +573,7 @@ cdef class ColumnarKernel:
         with nogil:
             mode = sl_flush_subnormals()
             for r in range(rows):
-                ok = self._forward_core(&X[r, 0] if self.m else NULL)
+                ok = self.forward(&X[r, 0] if self.m else NULL) == STATUS_OK
                 if not ok:
                     break
                 out[r] = self.y_hat
@@ -829,26 +581,29 @@ cdef class ColumnarKernel:
         if not ok:
             raise_for_status(STATUS_FORWARD, 0.0)
 
-    cdef int _commit_core(self, double y, bint learn, double* delta_out) noexcept nogil:
-        """The commit step, in phases: the error, the bound on the head's step, the
-        parameters with their traces, the head, the new state, the running statistics.
+    cdef int commit(self, double y, bint learn, double* delta_out) noexcept nogil:
+        """The commit step, in phases: the error, the learning rule, the bounds on what the
+        update can write, the parameters with their traces, the head, the new state, the
+        running statistics.
         Returns STATUS_OK, STATUS_ERROR (delta not finite or too large) or STATUS_DIVERGING
         (a bound exceeds LIMIT even with exact maxima), having changed nothing in the last
         two cases."""
         cdef double delta, head_step, y_mean = 0.0, y_var = 0.0, y_taken = y
         cdef bint td = self.rule == RULE_TD
+        cdef sl_own_rule rule
         if td:  # no TD error at an episode's first step
             learn = learn and self.scalars[S_HAS_PREV] != 0.0
         delta = self._error(y, learn, &y_mean, &y_var, &y_taken)
         delta_out[0] = delta
         if not (isfinite(delta) and fabs(delta) < self.limit):
             return STATUS_ERROR
+        self._rule(delta, learn, &rule)
         head_step = self._head_step_bound(delta, learn, td)
-        if not self._bounds_ok(delta, head_step):
+        if not self._bounds_ok(&rule, head_step):
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
-            if not self._bounds_ok(delta, head_step):
+            if not self._bounds_ok(&rule, head_step):
                 return STATUS_DIVERGING
-        self._update_parameters(delta, learn)
+        self._update_parameters(&rule)
         if learn:
             self._head_update(delta)
         if td:
@@ -860,7 +615,7 @@ cdef class ColumnarKernel:
         self.learned = learn  # False for TD at an episode's first step
         return STATUS_OK
 
-    cdef inline double _error(self, double y, bint learn, double* y_mean, double* y_var,
+    cdef double _error(self, double y, bint learn, double* y_mean, double* y_var,
                               double* y_taken) noexcept nogil:
         """The error delta the step learns from (0 when it does not learn): the TD error,
         or the target minus the prediction in the head's units (the target statistics,
@@ -873,7 +628,7 @@ cdef class ColumnarKernel:
             return self._target(y, y_mean, y_var, y_taken) - self.y_hat_n
         return y - self.y_hat_n
 
-    cdef inline double _head_step_bound(self, double delta, bint learn, bint td) noexcept nogil:
+    cdef double _head_step_bound(self, double delta, bint learn, bint td) noexcept nogil:
         """A bound on the size of the head's step: |step| <= alpha |g| for SGD; RMSProp's
         v >= (1 - beta) g^2 caps it at alpha / sqrt(1 - beta)."""
         cdef double alpha = self.step_size, gl = self.gamma * self.lambda_
@@ -885,36 +640,34 @@ cdef class ColumnarKernel:
             return alpha * fabs(delta) * (1.0 / (1.0 - gl) if td else 1.0)
         return alpha / sqrt(1.0 - self.beta)
 
-    cdef inline void _update_parameters(self, double delta, bint learn) noexcept nogil:
+    cdef void _update_parameters(self, const sl_own_rule* rule) noexcept nogil:
         """The columns' own parameters, then the lateral and stage weights of the learning
         columns, with their traces; the bounds computed for the step become the maxima."""
         cdef Py_ssize_t i, n = self.n, m = self.m
-        cdef sl_own_rule rule
-        self._rule(delta, learn, &rule)
         if self.per_column:
             sl_own_columns(n, self.K, &self.mode[0], &self.P[0, 0, 0], &self.TH[0, 0, 0],
                            &self.TC[0, 0, 0], &self.V[0, 0, 0],
                            &self.AUX[0, 0, 0] if self.aux else NULL,
-                           &self.xn[0] if m else NULL, &self.kcd[0], &self.khd[0], &rule)
+                           &self.xn[0] if m else NULL, &self.kcd[0], &self.khd[0], rule)
         else:
-            self._own_update(&rule)
+            self._own_update(rule)
         for i in range(n if self.LP.shape[0] or self.stages else 0):
             if self.mode[i] == LEARNING:
-                self._column_update(i, &rule)
+                self._column_update(i, rule)
         # the bounds are the new maxima (sl_bounds kept those of the other columns)
         self.maxima, self.bounds = self.bounds, self.maxima
         self.commits += 1
         if self.commits % REFRESH_EVERY == 0:  # tighten the propagated bounds
             self._refresh_maxima()
 
-    cdef inline void _advance_state(self) noexcept nogil:
+    cdef void _advance_state(self) noexcept nogil:
         """The forward step's states become the columns' states."""
         cdef Py_ssize_t n = self.n
         memcpy(&self.h[0], &self.h_new[0], n * sizeof(double))
         memcpy(&self.c[0], &self.c_new[0], n * sizeof(double))
         memcpy(&self.c_pad[0], &self.c_new[0], n * sizeof(double))
 
-    cdef inline void _update_statistics(self, double y, bint learn, double y_mean, double y_var,
+    cdef void _update_statistics(self, double y, bint learn, double y_mean, double y_var,
                                         double y_taken) noexcept nogil:
         """The running statistics the forward step computed (inputs, and the learning
         columns' states) and the target's, when it learned from one."""
@@ -933,7 +686,7 @@ cdef class ColumnarKernel:
             self.scalars[S_Y_COUNT] += 1.0
             self.scalars[S_Y_CLIPPED] += y_taken != y
 
-    cdef inline double _target(self, double y, double* mean, double* var,
+    cdef double _target(self, double y, double* mean, double* var,
                                double* taken) noexcept nogil:
         """The target in the head's units, and the target statistics updated with it (into
         mean, var; ``taken`` as in _standardise). From the third target on that is y
@@ -949,14 +702,12 @@ cdef class ColumnarKernel:
         z = (taken[0] - self.scalars[S_Y_MEAN]) / self._y_scale()
         return _clamp(z, 1.0 / sqrt(_rate(count, self.decay)))
 
-    cdef bint _bounds_ok(self, double delta, double head_step) noexcept nogil:
+    cdef bint _bounds_ok(self, const sl_own_rule* r, double head_step) noexcept nogil:
         """Bound, per learning column, everything the in-place update can write (into
         ``bounds``; sl_bounds), having computed the columns' trace-recursion factors (into
         ``coef``, for the update; sl_coefficients); False if any bound reaches LIMIT."""
         cdef Py_ssize_t i, k, z, n = self.n, m = self.m
         cdef double xmax = 1.0
-        cdef double alpha = self.step_size, ha = self.head_step_size
-        cdef double gl = self.gamma * self.lambda_, rms_step = alpha / sqrt(1.0 - self.beta)
         for k in range(m):
             xmax = _max(xmax, fabs(self.xn[k]))
         for k in range(n if self.stages else 0):  # |hn|: the inputs of stage weights
@@ -973,16 +724,12 @@ cdef class ColumnarKernel:
         else:
             sl_coefficients(0, n, &self.gates[0, 0], self.gw, &self.c[0], &self.tanh_c[0],
                             &self.P[0, m, 0], self.K * self.rs, &self.coef[0, 0], n)
-        return sl_bounds(n, &self.mode[0], &self.coef[0, 0], n, &self.gates[GATE_F, 0],
-                         &self.h[0], &self.w[0], &self.maxima[0, 0], &self.bounds[0, 0], xmax,
-                         delta, SL_META if self.rule == RULE_META else
-                         SL_TD if self.rule == RULE_TD else SL_RMS,
-                         self.optimizer == OPT_SGD, alpha, rms_step, ha, gl, head_step,
-                         self.limit)
+        return sl_bounds(n, &self.mode[0], r, &self.maxima[0, 0], &self.bounds[0, 0], xmax,
+                         head_step, self.limit)
 
     cdef void _rule(self, double delta, bint learn, sl_own_rule* r) noexcept nogil:
         """The learning step's rule for the C loops: its kind and scalars, and its factor
-        rows (pointers at column 0): the forget gate, A, E, B, Kc, Kh (``coef``, from
+        rows (pointers at column 0): the forget gate, A, E, B, Kc, Kh (``coef``, filled by
         _bounds_ok), w, h(t) and h(t-1)."""
         cdef Py_ssize_t z
         r.f = &self.gates[GATE_F, 0]
@@ -1091,7 +838,7 @@ cdef class ColumnarKernel:
                      &self.STC[first, 0], &self.SV[first, 0],
                      &self.SAUX[first, 0] if self.aux else NULL, kcd, khd, r)
 
-    cdef inline void _head_update(self, double delta) noexcept nogil:
+    cdef void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times
         their eligibilities, step size divided by the number of columns in use). In meta mode
         the weights take the LMS step w_i += head_step_size delta h_i and the bias stays."""
@@ -1117,87 +864,10 @@ cdef class ColumnarKernel:
             self.scalars[S_BIAS_V] = v
             self.scalars[S_BIAS] -= alpha * g / (sqrt(v) + eps)
 
-    cdef inline void _head_eligibility(self) noexcept nogil:
+    cdef void _head_eligibility(self) noexcept nogil:
         """TD: e_w <- gamma lambda e_w + h(t+1), e_b <- gamma lambda e_b + 1."""
         cdef Py_ssize_t i
         cdef double gl = self.gamma * self.lambda_
         for i in range(self.n):
             self.ew[i] = gl * self.ew[i] + self.h_new[i]
         self.scalars[S_BIAS_E] = gl * self.scalars[S_BIAS_E] + 1.0
-
-
-cdef class LearnerCore:
-    """The per-step path of a columnar learner (streamlearn.learner.ColumnarLearner
-    derives from it): a plain dict of known features steps with one call into its
-    network's kernel, with no Python frame between River's call and the kernel; anything
-    else (new features, another mapping, a stage schedule) goes to the Python methods
-    ``_forward`` and ``_step_general``. Holds the network in use (``_net``), one grown for
-    new features by the last predict_one (``_grown``), the steps taken (``_steps``) and
-    whether a stage schedule runs (``_staged``)."""
-    cdef object net
-    cdef dict index                # net's feature index
-    cdef ColumnarKernel kernel     # net's kernel while it holds it (see _kernel), or None
-    cdef public object _grown
-    cdef public long long _steps
-    cdef public bint _staged
-
-    @property
-    def _net(self):
-        return self.net
-
-    @_net.setter
-    def _net(self, net):
-        self.net = net
-        self.index = net.index
-        self.kernel = None
-
-    cdef inline ColumnarKernel _kernel(self):
-        """The network's kernel, kept here while the network keeps it (it drops and
-        rebuilds it on reset_state and set_stage: the dropped one is ``detached``): two
-        attribute lookups fewer per call. Only for a network with features: an empty one
-        builds its kernel for nothing (a service's new learner grows on its first event)."""
-        if self.kernel is None or self.kernel.detached:
-            self.kernel = self.net.kernel
-        return self.kernel
-
-    def predict_one(self, x):
-        """Prediction for the state after x; changes nothing."""
-        cdef ColumnarKernel kernel
-        if type(x) is dict and self.index:
-            kernel = self._kernel()
-            if not kernel._place(x, self.index):
-                return kernel._forward_next()
-        return self._forward(x)[1]
-
-    def learn_one(self, x, y):
-        """Advance the state with x, then take a gradient step on 1/2 (y - prediction)^2
-        (ColumnarTD learns from its TD error instead)."""
-        if self._step_known(x, y, True) is None:
-            self._step_general(x, y, True)
-
-    def _step(self, x, y, bint learn):
-        """One state transition with x (learning from y if ``learn``; y is validated here);
-        returns the prediction and the error delta it learned from, or None when it took no
-        learning step (observe_one; ColumnarTD at an episode's first step)."""
-        y_pred = self._step_known(x, y, learn)
-        if y_pred is None:
-            return self._step_general(x, y, learn)
-        return y_pred, self.kernel.delta if self.kernel.learned else None
-
-    cdef object _step_known(self, x, y, bint learn):
-        """The step of a plain dict of known features without a stage schedule: validate y,
-        place x, reuse a pending forward step on the same inputs, commit. Returns the
-        prediction, or None (having changed nothing) where it does not apply."""
-        cdef ColumnarKernel kernel
-        cdef double target, y_pred
-        if type(x) is not dict or self._staged or not self.index:
-            return None
-        kernel = self._kernel()
-        target = to_finite("y", y)
-        if kernel._place(x, self.index):
-            return None
-        y_pred = kernel._forward_next()
-        kernel._commit(target, learn)
-        self._grown = None
-        self._steps += 1
-        return y_pred

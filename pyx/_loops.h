@@ -23,12 +23,15 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(STREAMLEARN_NO_CLONES)
-#define SL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* unused: a module that only cimports the kernel's interface (streamlearn/_columnar.pxd)
+   includes this header without calling the loops */
+#define SL_CLONES __attribute__((unused, target_clones("arch=x86-64-v4", "arch=x86-64-v3", \
+                                                       "default")))
 /* true in the AVX2 and AVX-512 clones: the loader runs one of them exactly when the CPU has
    x86-64-v3 */
 #define SL_AVX_CODE() __builtin_cpu_supports("x86-64-v3")
 #else
-#define SL_CLONES
+#define SL_CLONES __attribute__((unused))
 #if defined(__AVX__)
 #define SL_AVX_CODE() 1
 #else
@@ -304,25 +307,26 @@ enum { SL_M_TH = 0, SL_M_TC = 1, SL_M_P = 2, SL_M_AUX = 3, SL_N_MAXIMA = 4 };
    |w_i| + head_step, stays below `limit` (NaN compares false: not ok). sl_bounds runs one
    loop per rule and optimiser (constants here), with no branch inside for AVX2 to give up on. */
 static inline __attribute__((always_inline)) int sl_bounds_rule(
-        ptrdiff_t n, const ptrdiff_t *mode, const double *coef, ptrdiff_t cs, const double *gf,
-        const double *h, const double *w, sl_cptr mx, sl_ptr out, double xmax, double delta,
-        int rule, int sgd, double alpha, double rms_step, double ha, double gl,
-        double head_step, double limit) {
+        ptrdiff_t n, const ptrdiff_t *mode, const sl_own_rule *r, sl_cptr mx, sl_ptr out,
+        double xmax, int rule, int sgd, double head_step, double limit) {
     const double *mth = mx + SL_M_TH * n, *mtc = mx + SL_M_TC * n, *mp = mx + SL_M_P * n,
                  *maux = mx + SL_M_AUX * n;
+    const double *kci = r->Kc[SL_GATE_I], *kcf = r->Kc[SL_GATE_F], *kcg = r->Kc[SL_GATE_G],
+                 *kho = r->Kh[SL_GATE_O], *A = r->A, *E = r->E, *B = r->B, *gf = r->f,
+                 *h = r->hprev, *w = r->w;
+    double delta = r->delta, alpha = r->alpha, ha = r->ha, gl = r->ge;
+    double rms_step = alpha / sqrt(1.0 - r->beta);
     double ad = fabs(delta);
     int bad = 0;
     /* vector loop */
     for (ptrdiff_t i = 0; i < n; i++) {
         double aw = fabs(w[i]), ah = fabs(h[i]);
         double dmax = xmax > ah ? xmax : ah;
-        double kc = fabs(coef[SL_C_KC * cs + i]), kf = fabs(coef[(SL_C_KC + 1) * cs + i]);
-        double kg = fabs(coef[(SL_C_KC + 3) * cs + i]);
+        double kc = fabs(kci[i]), kf = fabs(kcf[i]), kg = fabs(kcg[i]);
         kc = kc > kf ? kc : kf;
         kc = kc > kg ? kc : kg;
-        double tcb = gf[i] * mtc[i] + fabs(coef[SL_C_A * cs + i]) * mth[i] + dmax * kc;
-        double thb = fabs(coef[SL_C_B * cs + i]) * tcb + fabs(coef[SL_C_E * cs + i]) * mth[i]
-            + fabs(coef[(SL_C_KH + 2) * cs + i]) * dmax;
+        double tcb = gf[i] * mtc[i] + fabs(A[i]) * mth[i] + dmax * kc;
+        double thb = fabs(B[i]) * tcb + fabs(E[i]) * mth[i] + fabs(kho[i]) * dmax;
         /* meta: |AUX'| <= |AUX| + a |delta| |TH'| + a (|w| |TH'| + |AUX|) */
         double auxb = rule == SL_META ? maux[i] * (1.0 + ha) + ha * (ad + aw) * thb
             : rule == SL_TD ? gl * maux[i] + aw * thb : 0.0;
@@ -341,20 +345,16 @@ static inline __attribute__((always_inline)) int sl_bounds_rule(
     return !bad;
 }
 
-SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const double *coef,
-                               ptrdiff_t cs, const double *gf, const double *h,
-                               const double *w, sl_cptr mx, sl_ptr out, double xmax,
-                               double delta, int rule, int sgd, double alpha,
-                               double rms_step, double ha, double gl, double head_step,
+SL_CLONES static int sl_bounds(ptrdiff_t n, const ptrdiff_t *mode, const sl_own_rule *r,
+                               sl_cptr mx, sl_ptr out, double xmax, double head_step,
                                double limit) {
-#define SL_BOUNDS(rule_, sgd_) sl_bounds_rule(n, mode, coef, cs, gf, h, w, mx, out, xmax, \
-                                              delta, rule_, sgd_, alpha, rms_step, ha, gl, \
-                                              head_step, limit)
-    if (rule == SL_META)
-        return sgd ? SL_BOUNDS(SL_META, 1) : SL_BOUNDS(SL_META, 0);
-    if (rule == SL_TD)
-        return sgd ? SL_BOUNDS(SL_TD, 1) : SL_BOUNDS(SL_TD, 0);
-    return sgd ? SL_BOUNDS(SL_RMS, 1) : SL_BOUNDS(SL_RMS, 0);
+#define SL_BOUNDS(rule_, sgd_) sl_bounds_rule(n, mode, r, mx, out, xmax, rule_, sgd_, head_step, \
+                                              limit)
+    if (r->kind == SL_META)
+        return r->sgd ? SL_BOUNDS(SL_META, 1) : SL_BOUNDS(SL_META, 0);
+    if (r->kind == SL_TD)
+        return r->sgd ? SL_BOUNDS(SL_TD, 1) : SL_BOUNDS(SL_TD, 0);
+    return r->sgd ? SL_BOUNDS(SL_RMS, 1) : SL_BOUNDS(SL_RMS, 0);
 #undef SL_BOUNDS
 }
 

@@ -1,7 +1,5 @@
 """Type stubs of the compiled kernel (pyx/_columnar.pyx)."""
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
@@ -31,24 +29,13 @@ class ColumnarKernel:
     delta: float
     learned: bool
     detached: bool
-    def __init__(self, arrays: dict[str, np.ndarray], optimizer: str, step_size: float,
-                 normalize: bool, rule: str = ..., head_step_size: float = ...,
-                 gamma: float = ..., lambda_: float = ..., beta: float = ..., eps: float = ...,
-                 decay: float = ..., var_floor: float = ...) -> None: ...
+    def __init__(self, *, optimizer: str, step_size: float, normalize: bool,
+                 rule: str = ..., head_step_size: float = ..., gamma: float = ...,
+                 lambda_: float = ..., beta: float = ..., eps: float = ..., decay: float = ...,
+                 var_floor: float = ..., **arrays: np.ndarray) -> None: ...
     def reload(self) -> None: ...
     def detach(self) -> None: ...
-    def forward_dict(self, x: dict, index: dict[str, int]) -> float | None: ...
-    def commit(self, y: float, learn: bool) -> float: ...
     def run_rows(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.float64], learn: bool,
                  out: npt.NDArray[np.float64]) -> tuple[int, int, float]: ...
     def predict_rows(self, X: npt.NDArray[np.float64],
                      out: npt.NDArray[np.float64]) -> None: ...
-
-class LearnerCore:
-    _grown: Any
-    _steps: int
-    _staged: bool
-    _net: Any
-    def predict_one(self, x: dict) -> float: ...
-    def learn_one(self, x: dict, y: float) -> None: ...
-    def _step(self, x: dict, y: float, learn: bool) -> tuple[float, float | None]: ...

@@ -11,8 +11,9 @@ import random
 import numpy as np
 
 from streamlearn import serialization
-from streamlearn._columnar import LearnerCore, raise_for_status
-from streamlearn._features import MAX_VALUE, as_finite, unknown_names
+from streamlearn._columnar import raise_for_status
+from streamlearn._features import MAX_VALUE
+from streamlearn._learner_core import LearnerCore
 from streamlearn.network import ColumnarNetwork, NetworkConfig
 from streamlearn.serialization import SerializationError
 
@@ -100,10 +101,7 @@ class ColumnarLearner(LearnerCore):
 
     def _adopt(self, net: ColumnarNetwork, steps: int) -> None:
         """Make ``net`` the learner's network, ``steps`` steps into the stream."""
-        self._net = net
-        self._steps = steps
-        self._grown = None  # (new feature names, grown network) of a pending step
-        self._staged = net.config.columns_per_stage > 0
+        self._hold(net, steps, self.steps_per_stage)
 
     def _rule(self) -> str:
         """The kernel's learning rule: "regression", "meta" or "td"."""
@@ -135,55 +133,11 @@ class ColumnarLearner(LearnerCore):
             columns_per_stage=per_stage, rule=self._rule(), dtype=_dtype(self.dtype),
             **self._rule_config())
 
-    # ---- stepping ---------------------------------------------------------------------------
-
-    def _forward(self, x: dict):
-        """The network that steps on ``x`` with its forward step pending, and the prediction.
-        The kernel reuses the pending step of a predict_one with the same x. When x has new
-        features, the step runs on a grown network, kept for the next call and adopted by
-        the next learn_one: a predict_one alone registers nothing."""
-        if not isinstance(x, dict):
-            raise TypeError(f"x must be a dict of feature values, got {type(x).__name__}")
-        if type(x) is not dict:  # the kernel reads exact dicts (OrderedDict, subclasses)
-            x = dict(x)
-        net = self._net
-        # an empty network knows no feature: its kernel would only report that
-        y_pred = net.kernel.forward_dict(x, net.index) if net.index or not x else None
-        if y_pred is None:
-            new = unknown_names(x, net.index)  # validates every value
-            if self._grown is None or self._grown[0] != new:
-                self._grown = (new, net.grow(new))
-            net = self._grown[1]
-            y_pred = net.kernel.forward_dict(x, net.index)
-        return net, y_pred
-
-    def _step_general(self, x: dict, y, learn: bool) -> tuple:
-        """``_step`` for any x (new features: the learner grows) and with a stage schedule,
-        which it advances."""
-        y = as_finite("y", y)
-        net, y_pred = self._forward(x)
-        delta = net.kernel.commit(y, learn)
-        if not net.kernel.learned:  # read before set_stage drops the kernel
-            delta = None
-        self._net, self._grown = net, None
-        self._steps += 1
-        self._advance_stage(net)
-        return y_pred, delta
-
-    def _advance_stage(self, net) -> None:
-        """Start the next stage of a schedule when the steps just reached its first step."""
-        if net.config.columns_per_stage and self._steps % self.steps_per_stage == 0 \
-                and self._steps // self.steps_per_stage < net.config.n_stages:
-            net.set_stage(self._steps // self.steps_per_stage)
+    # ---- stepping (the single steps are LearnerCore's) ----------------------------------------
 
     def observe_one(self, x: dict) -> float:
         """Advance the state with an unlabelled x (traces too); return its prediction."""
         return self._step(x, 0.0, False)[0]
-
-    def reset_state(self) -> None:
-        """Start a new sequence: column states and traces back to 0; parameters are kept."""
-        self._net.reset_state()
-        self._grown = None
 
     def add_features(self, names) -> None:
         """Register features ahead of their first event (in the given order; known names are
@@ -192,7 +146,7 @@ class ColumnarLearner(LearnerCore):
             raise TypeError("names must be a list or tuple of feature names")
         new = list(dict.fromkeys(n for n in names if n not in self._net.index))
         if new:
-            self._net, self._grown = self._net.grow(new), None
+            self._net = self._net.grow(new)
 
     # ---- chunks -----------------------------------------------------------------------------
 
@@ -245,10 +199,9 @@ class ColumnarLearner(LearnerCore):
             stop = len(dense)
             if net.config.columns_per_stage:
                 stop = min(stop, start + self.steps_per_stage - self._steps % self.steps_per_stage)
-            self._grown = None
             applied, status, delta = net.kernel.run_rows(dense[start:stop], targets[start:stop],
                                                          learn, out[start:stop])
-            self._steps += applied
+            self._stepped(net, applied)
             if status:
                 try:
                     raise_for_status(status, delta)
@@ -256,7 +209,6 @@ class ColumnarLearner(LearnerCore):
                     raise FloatingPointError(f"row {start + applied}: {exc}; the "
                                              f"{start + applied} rows before it were applied") \
                         from None
-            self._advance_stage(net)
             start = stop
         return out
 
@@ -280,7 +232,6 @@ class ColumnarLearner(LearnerCore):
             net = net.grow(list(dict.fromkeys(new)))
         out = np.empty(data.shape[0])
         net.kernel.predict_rows(self._dense(net, names, data), out)
-        self._grown = None
         if hasattr(X, "index"):
             import pandas as pd
 

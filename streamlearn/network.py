@@ -256,7 +256,7 @@ class ColumnarNetwork:
     @functools.cached_property
     def kernel(self) -> ColumnarKernel:
         """Built on first use, then a plain attribute (no call on the per-step path)."""
-        return ColumnarKernel(self.arrays, **self.config.kernel_args())
+        return ColumnarKernel(**self.arrays, **self.config.kernel_args())
 
     def _drop_kernel(self) -> None:
         """Forget the kernel (and any pending forward step); the next use rebuilds it."""

@@ -98,7 +98,7 @@ class LearnerTable:
                 self._loaded[:] = self._bytes
             self._bytes[:] = row
             self._loaded, self._stale = row, True
-            self.worker._grown = None  # grown from the row held before
+            self.worker._net = self.net  # forgets what it grew from the row held before
         self.worker._steps = steps
         if kernel and self._stale:
             self.net.kernel.reload()

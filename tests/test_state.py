@@ -107,7 +107,24 @@ def test_per_parameter_arrays_keep_the_kernels_layout(n_columns):
                 assert rows.ctypes.data % 512 == 0, key
     arrays = dict(model._net.arrays, P=np.asfortranarray(model._net.arrays["P"]))
     with pytest.raises(ValueError, match="C-contiguous or column-innermost"):
-        ColumnarKernel(arrays, **model._net.config.kernel_args())
+        ColumnarKernel(**arrays, **model._net.config.kernel_args())
+
+
+def test_the_kernel_names_the_arrays_it_views():
+    """The kernel's signature is the list of arrays it views: a network's arrays fit it
+    exactly, and a missing, unknown or mistyped array is refused with its name."""
+    from streamlearn._columnar import ColumnarKernel
+
+    for model in (ColumnarRegressor(n_columns=3, seed=1), ColumnarTD(n_columns=3, seed=1)):
+        model.learn_one({"a": 1.0}, 1.0)
+        arrays, args = dict(model._net.arrays), model._net.config.kernel_args()
+        ColumnarKernel(**arrays, **args)
+        with pytest.raises(TypeError, match="hs_var"):
+            ColumnarKernel(**{k: v for k, v in arrays.items() if k != "hs_var"}, **args)
+        with pytest.raises(TypeError, match="h_prev"):
+            ColumnarKernel(**arrays, h_prev=arrays["h"], **args)
+        with pytest.raises(ValueError, match="dtype"):
+            ColumnarKernel(**dict(arrays, h=arrays["h"].astype(np.float32)), **args)
 
 
 def test_to_bytes_is_deterministic():
