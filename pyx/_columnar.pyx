@@ -40,7 +40,7 @@ touching anything, commit bounds every value it can write from per-column maxima
 previous commit; if a bound exceeds ``LIMIT`` it fails instead, so the in-place loop never
 has to be undone. :meth:`ColumnarKernel.run_rows` runs both for consecutive rows.
 """
-from libc.math cimport fabs, isfinite, sqrt
+from libc.math cimport NAN, exp, fabs, isfinite, sqrt
 from libc.string cimport memcpy, memset
 
 from _loops cimport (
@@ -77,11 +77,12 @@ cdef enum:
     OPT_SGD = 0
     OPT_RMSPROP = 1
 
-RULES = ("regression", "meta", "td")
+RULES = ("regression", "meta", "td", "classification")
 cdef enum:
     RULE_REGRESSION = 0
     RULE_META = 1
     RULE_TD = 2
+    RULE_CLASSIFY = 3
 
 # Largest magnitude any stored value may reach; squares of it stay finite.
 cdef double LIMIT = 1e150
@@ -179,6 +180,16 @@ cdef inline double _dot(const double* a, const double* b, Py_ssize_t count) noex
     return s0 + s1
 
 
+cdef inline void _bias_step(double* b, double* v, double g, double alpha, double beta,
+                            double eps, bint sgd) noexcept nogil:
+    """A bias's step on its gradient g: SGD, or RMSProp with second moment v."""
+    if sgd:
+        b[0] -= alpha * g
+    else:
+        v[0] = beta * v[0] + (1.0 - beta) * g * g
+        b[0] -= alpha * g / (sqrt(v[0]) + eps)
+
+
 cdef inline void _track(Maxima* s, double th, double tc, double p, double aux) noexcept nogil:
     s.mth = _max(s.mth, fabs(th))
     s.mtc = _max(s.mtc, fabs(tc))
@@ -232,16 +243,19 @@ cdef class ColumnarKernel:
                  double[::1] h, double[::1] c, double[::1] w, double[::1] vw, double[::1] ew,
                  double[::1] scalars, double[::1] x_mean, double[::1] x_var,
                  double[::1] x_count, double[::1] x_clipped,
+                 double[:, ::1] W=None, double[:, ::1] WV=None, double[::1] b=None,
+                 double[::1] bv=None,
                  str optimizer, double step_size, bint normalize, str rule="regression",
                  double head_step_size=0.0, double gamma=0.0, double lambda_=0.0,
                  double beta=0.9999, double eps=1e-8, double decay=0.9999,
                  double var_floor=1e-8):
         """Views of a network's arrays (``streamlearn.network.ColumnarNetwork.arrays``, passed
         by name: the names are this signature's), shaped and laid out as the module docstring
-        says, and the learning rule's settings. The AUX arrays are the meta and TD rules'."""
+        says, and the learning rule's settings. The AUX arrays are the meta and TD rules',
+        W, WV, b, bv the classification rule's."""
         import numpy as np
         self.rule = RULES.index(rule)
-        self.aux = self.rule != RULE_REGRESSION
+        self.aux = self.rule in (RULE_META, RULE_TD)
         given = np.asarray(P)
         dtype = given.dtype
         if dtype not in (np.float64, np.float32):
@@ -273,6 +287,11 @@ cdef class ColumnarKernel:
         self.hs_mean, self.hs_var = hs_mean, hs_var
         self.h, self.c, self.w, self.vw, self.ew, self.scalars = h, c, w, vw, ew, scalars
         self.x_mean, self.x_var, self.x_count, self.x_clipped = x_mean, x_var, x_count, x_clipped
+        self.classify = self.rule == RULE_CLASSIFY
+        if self.classify:
+            if W is None or WV is None or b is None or bv is None:
+                raise ValueError("the classification rule needs W, WV, b and bv")
+            self.W, self.WV, self.b, self.bv = W, WV, b, bv
         self.n = P.shape[0] if self.per_column else P.shape[2]
         self.stages = self.SP.shape[0] > 0
         self.K = P.shape[2] if self.per_column else P.shape[1]
@@ -293,7 +312,7 @@ cdef class ColumnarKernel:
         self.gamma = gamma
         self.lambda_ = lambda_
         self.normalize = normalize
-        self.normalize_target = normalize and self.rule != RULE_TD
+        self.normalize_target = normalize and self.rule in (RULE_REGRESSION, RULE_META)
         self.beta = beta
         self.eps = eps
         self.decay = decay
@@ -335,6 +354,15 @@ cdef class ColumnarKernel:
         if self.per_column:
             self.urows = np.zeros((4, self.n))
         self.kcd = np.zeros(4 * block)
+        self.n_logits = self.W.shape[0] if self.classify else 0
+        if self.classify and (self.n_logits < 1 or self.W.shape[1] != self.n
+                              or self.WV.shape[0] != self.n_logits or self.WV.shape[1] != self.n
+                              or self.b.shape[0] != self.n_logits
+                              or self.bv.shape[0] != self.n_logits):
+            raise ValueError("W, WV must be (logits, n) and b, bv (logits,), logits >= 1")
+        self.probs = np.zeros(self.n_logits)
+        self.onehot = np.zeros(self.n_logits)
+        self.weff = np.zeros(self.n if self.classify else 0)
         self.dl = np.zeros(block)
         # releasing and retaking the GIL costs about as much as a step of a few hundred
         # parameters; other threads (metrics, I/O) wait at most one step of this size
@@ -499,7 +527,32 @@ cdef class ColumnarKernel:
             self.y_hat = acc
         if not isfinite(self.y_hat):
             ok = False
+        if self.classify and not self._class_probabilities():
+            ok = False
         return STATUS_OK if ok else STATUS_FORWARD
+
+    cdef bint _class_probabilities(self) noexcept nogil:
+        """The classification head on the new states: logits z_l = W_l . h' + b_l, then
+        p = logistic(z_0) for one logit (two classes: p is the second's probability), else
+        p = softmax(z). False if a logit is not finite."""
+        cdef Py_ssize_t l, L = self.n_logits
+        cdef double z, top = 0.0, total = 0.0
+        cdef double* p = &self.probs[0]
+        for l in range(L):
+            z = self.b[l] + _dot(&self.W[l, 0], &self.h_new[0], self.n)
+            if not isfinite(z):
+                return False
+            p[l] = z
+            top = z if l == 0 or z > top else top
+        if L == 1:
+            p[0] = 1.0 / (1.0 + exp(-p[0]))
+            return True
+        for l in range(L):  # shifted by the largest logit: no overflow
+            p[l] = exp(p[l] - top)
+            total += p[l]
+        for l in range(L):
+            p[l] = p[l] / total
+        return True
 
     cdef double _y_scale(self) noexcept nogil:
         """Target standard deviation; 0 until two targets have been seen (the prediction is
@@ -562,13 +615,17 @@ cdef class ColumnarKernel:
             self.delta = delta
         return applied, status, delta
 
-    def predict_rows(self, const double[:, ::1] X, double[::1] out):
-        """The prediction for each row of X from the current state (nothing changes)."""
-        cdef Py_ssize_t r, rows = X.shape[0]
-        cdef bint ok = True
+    def predict_rows(self, const double[:, ::1] X, double[::1] out, double[:, ::1] probs=None):
+        """The prediction for each row of X from the current state (nothing changes); with
+        ``probs`` (rows, logits), the classification head's probabilities too."""
+        cdef Py_ssize_t r, l, rows = X.shape[0]
+        cdef bint ok = True, with_probs = probs is not None
         cdef unsigned mode
         if X.shape[1] != self.m or out.shape[0] != rows:
             raise ValueError("X must be (rows, m) and out of length rows")
+        if with_probs and (not self.classify or probs.shape[0] != rows
+                           or probs.shape[1] != self.n_logits):
+            raise ValueError("probs must be (rows, logits), for the classification rule")
         self.pending = False
         with nogil:
             mode = sl_flush_subnormals()
@@ -577,9 +634,18 @@ cdef class ColumnarKernel:
                 if not ok:
                     break
                 out[r] = self.y_hat
+                for l in range(self.n_logits if with_probs else 0):
+                    probs[r, l] = self.probs[l]
             sl_restore_fp(mode)
         if not ok:
             raise_for_status(STATUS_FORWARD, 0.0)
+
+    def probabilities(self):
+        """The classification head's probabilities of the pending forward step (a copy)."""
+        import numpy as np
+        if not self.pending or not self.classify:
+            raise RuntimeError("probabilities() needs a pending forward step of a classifier")
+        return np.array(self.probs)
 
     cdef int commit(self, double y, bint learn, double* delta_out) noexcept nogil:
         """The commit step, in phases: the error, the learning rule, the bounds on what the
@@ -619,14 +685,37 @@ cdef class ColumnarKernel:
                               double* y_taken) noexcept nogil:
         """The error delta the step learns from (0 when it does not learn): the TD error,
         or the target minus the prediction in the head's units (the target statistics,
-        updated, into y_mean and y_var)."""
+        updated, into y_mean and y_var). Classification: y is the class's index; the error
+        is 1, and the columns' head weights are ``weff`` (:meth:`_class_error`)."""
         if not learn:
             return 0.0
+        if self.classify:
+            return self._class_error(y)
         if self.rule == RULE_TD:
             return y + self.gamma * self.y_hat - self.scalars[S_V_PREV]
         if self.normalize_target:
             return self._target(y, y_mean, y_var, y_taken) - self.y_hat_n
         return y - self.y_hat_n
+
+    cdef double _class_error(self, double y) noexcept nogil:
+        """For class index y: the one-hot target t (for one logit, t_0 = [y == 1]) into
+        ``onehot`` and weff_i = sum_l (t_l - p_l) W_li = -dL/dh_i for the log loss L (the
+        gradient through softmax or logistic is p - t), so that the columns' update
+        -delta weff_i TH with delta = 1 is their exact gradient. Returns 1, or NaN for an
+        index out of range (the commit then refuses the step)."""
+        cdef Py_ssize_t i, l, L = self.n_logits
+        cdef double e
+        if not (0.0 <= y < (2 if L == 1 else L)) or y != <double><Py_ssize_t>y:
+            return NAN
+        for l in range(L):
+            self.onehot[l] = 1.0 if (y == 1.0 if L == 1 else y == l) else 0.0
+        for i in range(self.n):
+            self.weff[i] = 0.0
+        for l in range(L):
+            e = self.onehot[l] - self.probs[l]
+            for i in range(self.n):
+                self.weff[i] += e * self.W[l, i]
+        return 1.0
 
     cdef double _head_step_bound(self, double delta, bint learn, bint td) noexcept nogil:
         """A bound on the size of the head's step: |step| <= alpha |g| for SGD; RMSProp's
@@ -739,7 +828,7 @@ cdef class ColumnarKernel:
         for z in range(4):
             r.Kc[z] = &self.coef[C_KC + z, 0]
             r.Kh[z] = &self.coef[C_KH + z, 0]
-        r.w = &self.w[0]
+        r.w = &self.weff[0] if self.classify else &self.w[0]
         r.h = &self.h_new[0]
         r.hprev = &self.h[0]
         r.sgd = self.optimizer == OPT_SGD
@@ -841,10 +930,21 @@ cdef class ColumnarKernel:
     cdef void _head_update(self, double delta) noexcept nogil:
         """Step on the linear head: dL/dw_i = -delta h_i, dL/db = -delta (TD: -delta times
         their eligibilities, step size divided by the number of columns in use). In meta mode
-        the weights take the LMS step w_i += head_step_size delta h_i and the bias stays."""
-        cdef Py_ssize_t i, active = 0
+        the weights take the LMS step w_i += head_step_size delta h_i and the bias stays.
+        Classification: each logit's row the same with delta = t_l - p_l, e = h (the head
+        cannot overflow: a step moves a weight by at most alpha / sqrt(1 - beta), or alpha
+        with SGD, as |t_l - p_l| <= 1 and |h_i| <= 1)."""
+        cdef Py_ssize_t i, l, active = 0
         cdef double g, v, alpha = self.step_size, beta = self.beta, eps = self.eps
         cdef bint td = self.rule == RULE_TD
+        if self.classify:
+            for l in range(self.n_logits):
+                g = self.onehot[l] - self.probs[l]
+                sl_head(self.n, &self.mode[0], &self.W[l, 0], &self.WV[l, 0], &self.h_new[0],
+                        g, alpha, beta, eps, self.optimizer == OPT_SGD)
+                _bias_step(&self.b[l], &self.bv[l], -g, alpha, beta, eps,
+                           self.optimizer == OPT_SGD)
+            return
         if self.rule == RULE_META:
             for i in range(self.n):
                 self.w[i] += self.head_step_size * delta * self.h_new[i]
@@ -856,13 +956,9 @@ cdef class ColumnarKernel:
         sl_head(self.n, &self.mode[0], &self.w[0], &self.vw[0],
                 &self.ew[0] if td else &self.h_new[0], delta, alpha, beta, eps,
                 self.optimizer == OPT_SGD)
-        g = -delta * (self.scalars[S_BIAS_E] if td else 1.0)
-        if self.optimizer == OPT_SGD:
-            self.scalars[S_BIAS] -= alpha * g
-        else:
-            v = beta * self.scalars[S_BIAS_V] + (1.0 - beta) * g * g
-            self.scalars[S_BIAS_V] = v
-            self.scalars[S_BIAS] -= alpha * g / (sqrt(v) + eps)
+        _bias_step(&self.scalars[S_BIAS], &self.scalars[S_BIAS_V],
+                   -delta * (self.scalars[S_BIAS_E] if td else 1.0), alpha, beta, eps,
+                   self.optimizer == OPT_SGD)
 
     cdef void _head_eligibility(self) noexcept nogil:
         """TD: e_w <- gamma lambda e_w + h(t+1), e_b <- gamma lambda e_b + 1."""

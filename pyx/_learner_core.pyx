@@ -109,6 +109,11 @@ cdef class LearnerCore:
             return self._step_general(x, y, learn)
         return y_pred, self.kernel.delta if self.kernel.learned else None
 
+    def _pending(self, x):
+        """The network (the learner's, or one grown for x's new features) whose kernel holds
+        the forward step on x, pending; changes nothing."""
+        return self._forward(x)[0]
+
     def reset_state(self):
         """Start a new sequence: column states and traces back to 0; parameters are kept."""
         self.net.reset_state()

@@ -46,6 +46,10 @@ cdef class ColumnarKernel:
     cdef Py_ssize_t[::1] run_end   # the forward step's runs of columns: one per stage
     cdef double[::1] h, c, w, vw, ew, scalars, x_mean, x_var, x_count, x_clipped
     cdef double[::1] hs_mean, hs_var
+    cdef bint classify             # the classification rule: the head below, not w
+    cdef double[:, ::1] W, WV      # (logits, n) its weights, their second moment
+    cdef double[::1] b, bv         # (logits,) its biases, their second moment
+    cdef Py_ssize_t n_logits       # 1 for two classes (logistic), else one per class
     # scratch of the pending forward step
     cdef double[::1] xn, new_mean, new_var, clipped, hn
     cdef double[:, ::1] gates      # (4, gw) activations, gate-major (contiguous per gate)
@@ -57,6 +61,8 @@ cdef class ColumnarKernel:
     cdef double[:, ::1] bounds     # (4, n): the same after the pending commit
     cdef double[:, ::1] coef       # (N_COEF, n): trace-recursion factors of the pending commit
     cdef double[::1] x_in          # (m,) inputs of the pending forward step
+    cdef double[::1] probs, onehot  # (logits,) the class probabilities, the target
+    cdef double[::1] weff          # (n,) -dL/dh of the pending commit (classification)
     cdef double[::1] kcd, khd      # direct-input terms of a column's lateral or stage weights
     cdef double[::1] dl            # a column's lateral inputs h_j(t-1), gathered
     cdef Py_ssize_t commits
@@ -84,6 +90,8 @@ cdef class ColumnarKernel:
     cdef double _y_scale(self) noexcept nogil
     cdef double _error(self, double y, bint learn, double* y_mean, double* y_var,
                        double* y_taken) noexcept nogil
+    cdef bint _class_probabilities(self) noexcept nogil
+    cdef double _class_error(self, double y) noexcept nogil
     cdef double _head_step_bound(self, double delta, bint learn, bint td) noexcept nogil
     cdef void _rule(self, double delta, bint learn, sl_own_rule* r) noexcept nogil
     cdef bint _bounds_ok(self, const sl_own_rule* r, double head_step) noexcept nogil

@@ -113,19 +113,7 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
         dtype: str = "float64",
         seed: int | None = None,
     ):
-        self.n_columns = n_columns
-        self.step_size = step_size
-        self.optimizer = optimizer
-        self.normalize = normalize
-        self.init_scale = init_scale
-        self.lateral_density = lateral_density
-        self.meta = meta
-        self.head_step_size = head_step_size
-        self.columns_per_stage = columns_per_stage
-        self.steps_per_stage = steps_per_stage
-        self.dtype = dtype
-        self.seed = seed
-        self._setup()
+        self._init(locals())
 
     def _rule(self) -> str:
         return "meta" if _flag(self, "meta") else "regression"

@@ -14,7 +14,7 @@ from streamlearn import serialization
 from streamlearn._columnar import raise_for_status
 from streamlearn._features import MAX_VALUE
 from streamlearn._learner_core import LearnerCore
-from streamlearn.network import ColumnarNetwork, NetworkConfig
+from streamlearn.network import ColumnarNetwork, NetworkConfig, n_logits
 from streamlearn.serialization import SerializationError
 
 __all__ = ["ColumnarLearner"]
@@ -76,10 +76,17 @@ def _plain(value):
 
 class ColumnarLearner(LearnerCore):
     """Base of the columnar learners. ``PARAMS`` lists the constructor arguments; each
-    subclass's ``__init__`` stores them verbatim and then calls ``_setup()``. The per-step
+    subclass's ``__init__`` passes them to ``_init``, which stores them verbatim. The per-step
     path (predict_one, learn_one, _step) is LearnerCore's, in C."""
 
     PARAMS: tuple = ()
+
+    def _init(self, arguments: dict) -> None:
+        """The constructor's work: store each of ``PARAMS`` from ``arguments`` (its
+        ``locals()``) verbatim, as River expects, then build the network."""
+        for name in self.PARAMS:
+            setattr(self, name, arguments[name])
+        self._setup()
 
     def _setup(self) -> None:
         seed = self.seed if self.seed is not None else random.getrandbits(63)
@@ -190,6 +197,11 @@ class ColumnarLearner(LearnerCore):
             raise ValueError("y holds NaN or infinite values")
         if np.any(np.abs(targets) > MAX_VALUE):
             raise ValueError(f"y holds values out of range (beyond +-{MAX_VALUE:g})")
+        return self._apply_rows(names, data, targets, learn)
+
+    def _apply_rows(self, names, data, targets, learn: bool) -> np.ndarray:
+        """Steps for the validated rows ``data`` (columns: the features ``names``) with
+        ``targets``; returns the prequential predictions."""
         self.add_features(names)
         net = self._net
         dense = self._dense(net, names, data)
@@ -225,18 +237,26 @@ class ColumnarLearner(LearnerCore):
     def predict_many(self, X, feature_names=None):
         """The prediction for each row from the current state, as predict_one would give it
         (nothing changes). ``X``: a DataFrame, or a 2-D array with ``feature_names``."""
+        out, _ = self._predict_rows(X, feature_names, False)
+        if hasattr(X, "index"):
+            import pandas as pd
+
+            return pd.Series(out, index=X.index)
+        return out
+
+    def _predict_rows(self, X, feature_names, probabilities: bool) -> tuple:
+        """(the prediction of each row from the current state, and with ``probabilities``
+        the classification head's probabilities (rows, logits), else None)."""
         names, data = self._matrix(X, feature_names)
         net = self._net
         new = [name for name in names if name not in net.index]
         if new:
             net = net.grow(list(dict.fromkeys(new)))
         out = np.empty(data.shape[0])
-        net.kernel.predict_rows(self._dense(net, names, data), out)
-        if hasattr(X, "index"):
-            import pandas as pd
-
-            return pd.Series(out, index=X.index)
-        return out
+        probs = np.empty((data.shape[0], n_logits(len(net.classes)))) if probabilities \
+            else None
+        net.kernel.predict_rows(self._dense(net, names, data), out, probs)
+        return out, probs
 
     # ---- introspection ----------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ __all__ = ["ColumnarNetwork", "NetworkConfig", "INACTIVE", "FROZEN", "LEARNING",
 # by their paths in the state dict.
 STRUCTURE = {"lat_ptr": "lateral/indptr", "lat_src": "lateral/indices",
              "st_ptr": "stages/indptr", "mode": "stages/mode"}
+# The most classes a classification head takes: its arrays grow with them (logits x columns).
+MAX_CLASSES = 10_000
 # Column modes (the kernel's ``mode`` array), as pyx/_loops.h numbers them.
 INACTIVE, FROZEN, LEARNING = COLUMN_MODES
 # Per-parameter arrays: value, the two RTRL traces, RMSProp moment, the rule's second trace.
@@ -70,7 +72,25 @@ class NetworkConfig:
 
     @property
     def aux(self) -> bool:
-        return self.rule != "regression"
+        return self.rule in ("meta", "td")
+
+
+def n_logits(n_classes: int) -> int:
+    """Logits of a classification head over ``n_classes`` classes: one (logistic) for up to
+    two classes, else one per class (softmax)."""
+    return 1 if n_classes <= 2 else n_classes
+
+
+def class_label(label):
+    """``label`` as a class label a state can hold (JSON: str, int, bool or a finite float;
+    numpy scalars as Python's), or TypeError."""
+    if isinstance(label, np.generic):
+        label = label.item()
+    if not isinstance(label, (str, int, float)) or (
+            isinstance(label, float) and not math.isfinite(label)):
+        raise TypeError(f"a class label must be a str, int, bool or finite float, got "
+                        f"{type(label).__name__}: {label!r:.80}")
+    return label
 
 
 # float64 networks of fewer columns keep the (n, 4, K) C order (see empty_columns).
@@ -221,13 +241,17 @@ class ColumnarNetwork:
     """Arrays of one columnar LSTM network plus the kernel bound to them.
 
     Attributes: ``config``, ``names`` (feature names in input order), ``index``
-    (name -> position), ``arrays`` (dict of numpy arrays), ``kernel``, ``x`` (input scratch).
+    (name -> position), ``arrays`` (dict of numpy arrays), ``kernel``; with the
+    classification rule, ``classes`` (labels in the order they appeared) and
+    ``class_index`` (label -> index).
     The kernel is built on first use: a service creating a learner per key grows its empty
     network on the first event, so the empty network's kernel would be thrown away unused.
     """
 
-    def __init__(self, config: NetworkConfig, names: list, arrays: dict):
+    def __init__(self, config: NetworkConfig, names: list, arrays: dict, classes: tuple = ()):
         self.config = config
+        self.classes = tuple(classes)
+        self.class_index = {label: j for j, label in enumerate(self.classes)}
         self.names = list(names)
         self.index = {name: j for j, name in enumerate(self.names)}
         if len(self.index) != len(self.names):
@@ -251,6 +275,8 @@ class ColumnarNetwork:
                       ew=np.zeros(n), scalars=np.zeros(len(SCALARS)), x_mean=np.zeros(0),
                       x_var=np.zeros(0), x_count=np.zeros(0), x_clipped=np.zeros(0))
         arrays["scalars"][SCALARS.index("head_bias_v")] = 1.0
+        if config.rule == "classification":
+            arrays.update(W=np.zeros((1, n)), WV=np.ones((1, n)), b=np.zeros(1), bv=np.ones(1))
         return cls(config, [], arrays)
 
     @functools.cached_property
@@ -288,7 +314,24 @@ class ColumnarNetwork:
             arrays["P"][:, :, m + j] = initial_input_weights(self.config, name)
         for key in _INPUT_STATISTICS:
             arrays[key] = np.concatenate([self.arrays[key], np.zeros(k)])
-        return ColumnarNetwork(self.config, self.names + list(new_names), arrays)
+        return ColumnarNetwork(self.config, self.names + list(new_names), arrays, self.classes)
+
+    def with_class(self, label) -> "ColumnarNetwork":
+        """A new network whose classification head also knows class ``label``; this one is
+        unchanged. From two classes to three, the one logit z becomes the second class's
+        and the first's is 0 (logistic(z) = softmax(0, z)); a new class's logit starts at 0
+        (weights and bias 0, second moments 1). The columns are not touched: their traces
+        dh/dp do not depend on the head."""
+        before, after = n_logits(len(self.classes)), n_logits(len(self.classes) + 1)
+        arrays = {key: column_array(value, key, value.dtype) if value.ndim == 3 else value.copy()
+                  for key, value in self.arrays.items()}
+        if after > before:
+            rows = slice(1, 2) if before == 1 else slice(0, before)
+            for key, fill in (("W", 0.0), ("WV", 1.0), ("b", 0.0), ("bv", 1.0)):
+                grown = np.full((after,) + self.arrays[key].shape[1:], fill)
+                grown[rows] = self.arrays[key]
+                arrays[key] = grown
+        return ColumnarNetwork(self.config, self.names, arrays, self.classes + (label,))
 
     def in_arena(self) -> tuple:
         """(a copy of this network whose learned arrays all live in one buffer, that uint8
@@ -316,7 +359,7 @@ class ColumnarNetwork:
                 .view(value.dtype).reshape(shape)
             arrays[key] = column_view(storage, value.shape) if value.ndim == 3 else storage
             arrays[key][...] = value
-        return ColumnarNetwork(self.config, self.names, arrays), arena
+        return ColumnarNetwork(self.config, self.names, arrays, self.classes), arena
 
     def reset_state(self) -> None:
         """Start a new episode: zero states, traces and eligibilities (h_0 = c_0 = 0 do not
@@ -347,6 +390,8 @@ class ColumnarNetwork:
         scalars = a["scalars"]
         state = {"feature_names": list(self.names),
                  "optimizer": {"name": self.config.optimizer}}
+        if self.config.rule == "classification":
+            state["classes"] = list(self.classes)
         entries = [(path.split("/"), a[key].astype(np.int64, copy=False))
                    for key, path in STRUCTURE.items()]
         entries += [(parts, a[key] if key in a else float(scalars[SCALARS.index(key)]))
@@ -396,8 +441,10 @@ class ColumnarNetwork:
         if optimizer != config.optimizer:
             raise SerializationError(f"state was saved with optimizer {optimizer!r}, "
                                      f"not {config.optimizer!r}")
+        classes = get.classes() if config.rule == "classification" else ()
+        logits = n_logits(len(classes))
         sizes = {_OWN: (n, 4, m + 2), _N: (n,), _M: (m,), _NNZ: (len(lat_src), 4),
-                 _NST: (int(st_ptr[-1]), 4), _SCALAR: ()}
+                 _NST: (int(st_ptr[-1]), 4), _SCALAR: (), _LN: (logits, n), _L: (logits,)}
         values = get.checked([(parts, key, sizes[size], bounds, whole)
                               for parts, key, size, bounds, whole in entry_checks(config)])
         check_counts(values)
@@ -411,12 +458,13 @@ class ColumnarNetwork:
                 arrays[key] = column_array(arrays[key], key, config.dtype)
                 if not np.all(np.isfinite(arrays[key])):
                     raise SerializationError(f"state entry for {key} overflows {config.dtype}")
-        return cls(config, names, arrays)
+        return cls(config, names, arrays, classes)
 
 
 # Sizes of the state's numeric entries: a column's own parameters (n, 4, m + 2), one per
-# column, one per input, per lateral or stage connection (k, 4), or a scalar.
-_OWN, _N, _M, _NNZ, _NST, _SCALAR = "own", "n", "m", "nnz", "nst", "scalar"
+# column, one per input, per lateral or stage connection (k, 4), a scalar, one per logit
+# and column (logits, n) or one per logit.
+_OWN, _N, _M, _NNZ, _NST, _SCALAR, _LN, _L = "own", "n", "m", "nnz", "nst", "scalar", "ln", "l"
 _LARGEST = float(np.finfo(np.float64).max)  # "any finite value" as a bound
 # What a rule allows: (lowest, highest); "own" is the kernel's limit for the own parameters'
 # dtype (set per network).
@@ -454,9 +502,13 @@ STATE_ENTRIES = (
     ("stages/h_mean", "hs_mean", _N, "value"),
     ("stages/h_var", "hs_var", _N, "moment"),
 )
-# Entries only the meta-gradient and TD rules keep.
+# Entries only the meta-gradient, TD and classification rules keep.
 RULE_ENTRIES = {
     "regression": (),
+    "classification": (("class_head/weights", "W", _LN, "value"),
+                       ("class_head/bias", "b", _L, "value"),
+                       ("class_head/v", "WV", _LN, "moment"),
+                       ("class_head/bias_v", "bv", _L, "moment")),
     "meta": (("meta/trace_w", "AUX", _OWN, "own"),
              ("meta/lateral_trace_w", "LAUX", _NNZ, "value"),
              ("meta/stage_trace_w", "SAUX", _NST, "value")),
@@ -541,6 +593,20 @@ class _Entries:
         if len(set(names)) != len(names):
             raise SerializationError("state entry 'feature_names' repeats a name")
         return list(names)
+
+    def classes(self) -> tuple:
+        labels = self.value("classes")
+        if not isinstance(labels, (list, tuple)):
+            raise SerializationError("state entry 'classes' must be a list, got a "
+                                     f"{type(labels).__name__}")
+        try:
+            labels = tuple(class_label(label) for label in labels)
+        except TypeError as exc:
+            raise SerializationError(f"state entry 'classes': {exc}") from None
+        if len(set(labels)) != len(labels) or len(labels) > MAX_CLASSES:
+            raise SerializationError("state entry 'classes' repeats a label or holds more than "
+                                     f"{MAX_CLASSES}")
+        return labels
 
     def _numeric(self, path: str, value) -> np.ndarray:
         if isinstance(value, (bool, np.bool_)):

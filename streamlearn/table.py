@@ -52,9 +52,9 @@ _NUMBER = rb"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 def layout_of(learner) -> tuple | None:
     """What learners must share to be rows of one table (configuration and feature
     names), or None for a learner no table holds (a stage schedule changes its structure
-    as it learns)."""
+    as it learns, a classifier's head grows with the classes it sees)."""
     net = getattr(learner, "_net", None)
-    if net is None or net.config.columns_per_stage:
+    if net is None or net.config.columns_per_stage or net.config.rule == "classification":
         return None
     return type(learner), net.config, tuple(net.names)
 

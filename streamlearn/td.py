@@ -114,22 +114,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         dtype: str = "float64",
         seed: int | None = None,
     ):
-        self.n_columns = n_columns
-        self.step_size = step_size
-        self.gamma = gamma
-        self.lambda_ = lambda_
-        self.optimizer = optimizer
-        self.normalize = normalize
-        self.var_floor = var_floor
-        self.norm_decay = norm_decay
-        self.init_scale = init_scale
-        self.forget_bias = forget_bias
-        self.lateral_density = lateral_density
-        self.columns_per_stage = columns_per_stage
-        self.steps_per_stage = steps_per_stage
-        self.dtype = dtype
-        self.seed = seed
-        self._setup()
+        self._init(locals())
 
     def _rule(self) -> str:
         return "td"

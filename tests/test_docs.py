@@ -4,11 +4,12 @@ import doctest
 
 import pytest
 
+import streamlearn.classifier
 import streamlearn.columnar
 import streamlearn.td
 
 
-@pytest.mark.parametrize("module", [streamlearn.columnar, streamlearn.td])
+@pytest.mark.parametrize("module", [streamlearn.classifier, streamlearn.columnar, streamlearn.td])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -4,7 +4,7 @@ of each estimator."""
 import pytest
 from river import checks
 
-from streamlearn import ColumnarRegressor, ColumnarTD
+from streamlearn import ColumnarClassifier, ColumnarRegressor, ColumnarTD
 
 
 def _configurations(cls):
@@ -17,7 +17,7 @@ def _configurations(cls):
     "model, check",
     [
         pytest.param(model, check, id=f"{cls.__name__}[{i}]:{check.__name__}")
-        for cls in (ColumnarRegressor, ColumnarTD)
+        for cls in (ColumnarClassifier, ColumnarRegressor, ColumnarTD)
         for i, model in enumerate(_configurations(cls))
         for check in checks.yield_checks(model)
     ],
