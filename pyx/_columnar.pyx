@@ -383,6 +383,10 @@ cdef class ColumnarKernel:
         memcpy(&self.c_pad[0], &self.c[0], self.n * sizeof(double))
         self._refresh_maxima()
 
+    def __reduce__(self):
+        raise TypeError("a ColumnarKernel views its network's arrays and cannot be copied or "
+                        "pickled: copy the learner (clone, to_bytes)")
+
     def detach(self):
         """Mark the kernel as dropped by its network (LearnerCore then fetches the new one)."""
         self.detached = True

@@ -3,6 +3,7 @@ stages, the state dict, bytes and pickling. Subclasses add ``learn_one`` and the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
@@ -104,6 +105,26 @@ class ColumnarLearner(LearnerCore):
             raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
         new._adopt(ColumnarNetwork.new(dataclasses.replace(self._net.config, seed=int(seed))),
                    0)
+        return new
+
+    def clone(self, new_params: dict | None = None, include_attributes: bool = False):
+        """River's clone; with ``include_attributes`` the clone also holds this learner's
+        learned state (River copies ``__dict__``, and the state lives in the compiled core),
+        which needs ``new_params`` that keep its shapes (SerializationError otherwise)."""
+        clone = super().clone(new_params)
+        if include_attributes:
+            clone.load_state_dict(dict(self.state_dict(), params=clone._params()))
+            for name, value in self.__dict__.items():  # what subclasses keep (td_error)
+                if name not in self.PARAMS and name != "_packer":  # _packer: a cache
+                    setattr(clone, name, copy.deepcopy(value))
+        return clone
+
+    def _copy(self):
+        """An independent copy of this learner, state included (cheaper than clone)."""
+        new = type(self).__new__(type(self))
+        for name in self.PARAMS:
+            setattr(new, name, getattr(self, name))
+        new._adopt(self._net.copy(), self._steps)
         return new
 
     def _adopt(self, net: ColumnarNetwork, steps: int) -> None:

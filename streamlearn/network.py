@@ -316,6 +316,15 @@ class ColumnarNetwork:
             arrays[key] = np.concatenate([self.arrays[key], np.zeros(k)])
         return ColumnarNetwork(self.config, self.names + list(new_names), arrays, self.classes)
 
+    def copy(self) -> "ColumnarNetwork":
+        """An independent copy: every array copied, in the kernel's layout."""
+        arrays = {key: column_array(value, key, value.dtype) if value.ndim == 3 else value.copy()
+                  for key, value in self.arrays.items()}
+        return ColumnarNetwork(self.config, self.names, arrays, self.classes)
+
+    def __deepcopy__(self, memo) -> "ColumnarNetwork":
+        return self.copy()  # not the kernel: it views the arrays it was built on
+
     def with_class(self, label) -> "ColumnarNetwork":
         """A new network whose classification head also knows class ``label``; this one is
         unchanged. From two classes to three, the one logit z becomes the second class's
@@ -323,8 +332,7 @@ class ColumnarNetwork:
         (weights and bias 0, second moments 1). The columns are not touched: their traces
         dh/dp do not depend on the head."""
         before, after = n_logits(len(self.classes)), n_logits(len(self.classes) + 1)
-        arrays = {key: column_array(value, key, value.dtype) if value.ndim == 3 else value.copy()
-                  for key, value in self.arrays.items()}
+        arrays = self.copy().arrays
         if after > before:
             rows = slice(1, 2) if before == 1 else slice(0, before)
             for key, fill in (("W", 0.0), ("WV", 1.0), ("b", 0.0), ("bv", 1.0)):

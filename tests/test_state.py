@@ -273,3 +273,39 @@ def test_spawn_is_clone_with_another_seed(cls, params):
         cloned.learn_one(x, t % 3)
     assert spawned.to_bytes() == cloned.to_bytes()
     assert spawned._get_params() == cloned._get_params()
+
+
+@pytest.mark.parametrize("cls", [ColumnarRegressor, ColumnarTD])
+def test_clone_with_attributes_keeps_what_was_learned(cls):
+    """River's clone(include_attributes=True) copies the learned state too, independent of
+    the original; new params that keep the shapes apply; others are refused by name."""
+    model = cls(n_columns=4, seed=5)
+    for x, y in _stream(2, 40):
+        model.learn_one(x, y)
+    clone = model.clone(include_attributes=True)
+    assert clone.to_bytes() == model.to_bytes()
+    x = {"x0": 0.1, "x1": -0.4}
+    clone.learn_one(x, 1.0)
+    assert clone.to_bytes() != model.to_bytes()
+    assert cls(n_columns=4, seed=5).clone().to_bytes() == model.clone().to_bytes()  # fresh
+    slower = model.clone({"step_size": 0.0001}, include_attributes=True)
+    assert slower.step_size == 0.0001
+    assert slower.state_dict()["parameters"].tobytes() == \
+        model.state_dict()["parameters"].tobytes()
+    with pytest.raises(SerializationError, match="parameters"):
+        model.clone({"n_columns": 3}, include_attributes=True)
+
+
+def test_a_kernel_refuses_copies_and_a_network_copies_its_arrays():
+    import copy
+
+    model = ColumnarRegressor(n_columns=3, seed=1)
+    model.learn_one({"a": 1.0}, 2.0)
+    for copier in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be copied"):
+            copier(model._net.kernel)
+    net = copy.deepcopy(model._net)
+    assert net.arrays["P"] is not model._net.arrays["P"]
+    for key, value in model._net.arrays.items():
+        assert np.array_equal(net.arrays[key], value), key
+    assert copy.deepcopy(model).to_bytes() == model.to_bytes()
