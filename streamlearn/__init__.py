@@ -2,7 +2,8 @@
 
 from streamlearn.classifier import ColumnarClassifier
 from streamlearn.columnar import ColumnarRegressor
+from streamlearn.forecaster import ColumnarForecaster
 from streamlearn.td import ColumnarTD
 
-__all__ = ["ColumnarClassifier", "ColumnarRegressor", "ColumnarTD"]
+__all__ = ["ColumnarClassifier", "ColumnarForecaster", "ColumnarRegressor", "ColumnarTD"]
 __version__ = "0.1.0"

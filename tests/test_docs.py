@@ -6,10 +6,12 @@ import pytest
 
 import streamlearn.classifier
 import streamlearn.columnar
+import streamlearn.forecaster
 import streamlearn.td
 
 
-@pytest.mark.parametrize("module", [streamlearn.classifier, streamlearn.columnar, streamlearn.td])
+@pytest.mark.parametrize("module", [streamlearn.classifier, streamlearn.columnar,
+                                    streamlearn.forecaster, streamlearn.td])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

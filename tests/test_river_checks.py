@@ -4,7 +4,7 @@ of each estimator."""
 import pytest
 from river import checks
 
-from streamlearn import ColumnarClassifier, ColumnarRegressor, ColumnarTD
+from streamlearn import ColumnarClassifier, ColumnarForecaster, ColumnarRegressor, ColumnarTD
 
 
 def _configurations(cls):
@@ -17,7 +17,7 @@ def _configurations(cls):
     "model, check",
     [
         pytest.param(model, check, id=f"{cls.__name__}[{i}]:{check.__name__}")
-        for cls in (ColumnarClassifier, ColumnarRegressor, ColumnarTD)
+        for cls in (ColumnarClassifier, ColumnarForecaster, ColumnarRegressor, ColumnarTD)
         for i, model in enumerate(_configurations(cls))
         for check in checks.yield_checks(model)
     ],
