@@ -565,13 +565,13 @@ cdef class ColumnarKernel:
             return 0.0
         return _std(self.scalars[S_Y_VAR], self.var_floor)
 
-    cdef double commit_checked(self, double y, bint learn) except? -1.0:
+    cdef double commit_checked(self, double y, bint learn, double weight) except? -1.0:
         """Make the pending forward step the new state: update traces for every learning
         parameter and, if ``learn``, take one learning step with ``y``: the target of the
         prediction (regression and meta rules, on 1/2 (y - y_hat)^2 in normalised units) or
         the cumulant observed with this step's input (TD rule:
-        delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step).
-        Returns the error delta (0 when nothing was learned), also kept in ``delta``;
+        delta = y + gamma V(S_t+1) - V(S_t), nothing to learn at an episode's first step),
+        its gradient scaled by the sample weight ``weight`` (>= 0). Returns the error delta (0 when nothing was learned), also kept in ``delta``;
         raises FloatingPointError, having changed nothing, when the step fails (:meth:`commit`)."""
         cdef double delta = 0.0
         cdef int status
@@ -581,9 +581,9 @@ cdef class ColumnarKernel:
         mode = sl_flush_subnormals()
         if self.release_gil:
             with nogil:
-                status = self.commit(y, learn, &delta)
+                status = self.commit(y, learn, weight, &delta)
         else:
-            status = self.commit(y, learn, &delta)
+            status = self.commit(y, learn, weight, &delta)
         sl_restore_fp(mode)
         if status:
             raise_for_status(status, delta)
@@ -610,7 +610,7 @@ cdef class ColumnarKernel:
                 if status:
                     break
                 out[r] = self.y_hat
-                status = self.commit(y[r], learn, &delta)
+                status = self.commit(y[r], learn, 1.0, &delta)
                 if status:
                     break
                 applied += 1
@@ -651,31 +651,33 @@ cdef class ColumnarKernel:
             raise RuntimeError("probabilities() needs a pending forward step of a classifier")
         return np.array(self.probs)
 
-    cdef int commit(self, double y, bint learn, double* delta_out) noexcept nogil:
+    cdef int commit(self, double y, bint learn, double weight, double* delta_out) noexcept nogil:
         """The commit step, in phases: the error, the learning rule, the bounds on what the
         update can write, the parameters with their traces, the head, the new state, the
-        running statistics.
+        running statistics. The step takes the error delta times the sample weight (its
+        gradient scales with it); ``delta_out`` gets delta itself.
         Returns STATUS_OK, STATUS_ERROR (delta not finite or too large) or STATUS_DIVERGING
         (a bound exceeds LIMIT even with exact maxima), having changed nothing in the last
         two cases."""
-        cdef double delta, head_step, y_mean = 0.0, y_var = 0.0, y_taken = y
+        cdef double delta, step, head_step, y_mean = 0.0, y_var = 0.0, y_taken = y
         cdef bint td = self.rule == RULE_TD
         cdef sl_own_rule rule
         if td:  # no TD error at an episode's first step
             learn = learn and self.scalars[S_HAS_PREV] != 0.0
         delta = self._error(y, learn, &y_mean, &y_var, &y_taken)
         delta_out[0] = delta
-        if not (isfinite(delta) and fabs(delta) < self.limit):
+        step = delta * weight
+        if not (isfinite(delta) and fabs(delta) < self.limit and fabs(step) < self.limit):
             return STATUS_ERROR
-        self._rule(delta, learn, &rule)
-        head_step = self._head_step_bound(delta, learn, td)
+        self._rule(step, learn, &rule)
+        head_step = self._head_step_bound(step, learn, td)
         if not self._bounds_ok(&rule, head_step):
             self._refresh_maxima()  # the propagated bounds may be loose: use exact maxima
             if not self._bounds_ok(&rule, head_step):
                 return STATUS_DIVERGING
         self._update_parameters(&rule)
         if learn:
-            self._head_update(delta)
+            self._head_update(step)
         if td:
             self._head_eligibility()
             self.scalars[S_V_PREV] = self.y_hat
@@ -942,8 +944,8 @@ cdef class ColumnarKernel:
         cdef double g, v, alpha = self.step_size, beta = self.beta, eps = self.eps
         cdef bint td = self.rule == RULE_TD
         if self.classify:
-            for l in range(self.n_logits):
-                g = self.onehot[l] - self.probs[l]
+            for l in range(self.n_logits):  # delta: the sample weight (_class_error's 1)
+                g = (self.onehot[l] - self.probs[l]) * delta
                 sl_head(self.n, &self.mode[0], &self.W[l, 0], &self.WV[l, 0], &self.h_new[0],
                         g, alpha, beta, eps, self.optimizer == OPT_SGD)
                 _bias_step(&self.b[l], &self.bv[l], -g, alpha, beta, eps,

@@ -35,6 +35,14 @@ cdef inline bint _same_str(object a, object b) noexcept:
     return True
 
 
+cdef inline double _weight(object w) except? -1.0:
+    """A sample weight: a finite number >= 0 (ValueError, TypeError otherwise)."""
+    cdef double weight = to_finite("w", w)
+    if weight < 0.0:
+        raise ValueError(f"'w' is {w!r}: a sample weight must be >= 0")
+    return weight
+
+
 cdef class LearnerCore:
     """The per-step path of a columnar learner (streamlearn.learner.ColumnarLearner derives
     from it). A plain dict of known features steps with one C call into its network's
@@ -94,19 +102,20 @@ cdef class LearnerCore:
                 return kernel.forward_checked(self._inputs())
         return self._forward(x)[1]
 
-    def learn_one(self, x, y):
+    def learn_one(self, x, y, w=1.0):
         """Advance the state with x, then take a gradient step on 1/2 (y - prediction)^2
-        (ColumnarTD learns from its TD error instead)."""
-        if self._step_known(x, y, True) is None:
-            self._step_general(x, y, True)
+        (ColumnarTD learns from its TD error instead), scaled by the sample weight w >= 0."""
+        if self._step_known(x, y, True, w) is None:
+            self._step_general(x, y, True, w)
 
-    def _step(self, x, y, bint learn):
-        """One state transition with x (learning from y if ``learn``; y is validated here);
-        returns the prediction and the error delta it learned from, or None when it took no
-        learning step (observe_one; ColumnarTD at an episode's first step)."""
-        y_pred = self._step_known(x, y, learn)
+    def _step(self, x, y, bint learn, w=1.0):
+        """One state transition with x (learning from y if ``learn``, its gradient scaled by
+        the sample weight w; y and w are validated here); returns the prediction and the
+        error delta it learned from, or None when it took no learning step (observe_one;
+        ColumnarTD at an episode's first step)."""
+        y_pred = self._step_known(x, y, learn, w)
         if y_pred is None:
-            return self._step_general(x, y, learn)
+            return self._step_general(x, y, learn, w)
         return y_pred, self.kernel.delta if self.kernel.learned else None
 
     def _pending(self, x):
@@ -134,32 +143,33 @@ cdef class LearnerCore:
 
     # ---- the two paths ----------------------------------------------------------------------
 
-    cdef object _step_known(self, x, y, bint learn):
+    cdef object _step_known(self, x, y, bint learn, w):
         """The step of a plain dict of known features without a stage schedule: validate y,
         place x, reuse a pending forward step on the same inputs, commit. Returns the
         prediction, or None (having changed nothing) where it does not apply."""
         cdef ColumnarKernel kernel
-        cdef double target, y_pred
+        cdef double target, weight, y_pred
         if type(x) is not dict or self.stage_every or not self.index:
             return None
         target = to_finite("y", y)
+        weight = _weight(w)
         if self._place(x, self.index):
             return None
         kernel = self._kernel()
         y_pred = kernel.forward_checked(self._inputs())
-        kernel.commit_checked(target, learn)
+        kernel.commit_checked(target, learn, weight)
         self.grown = None
         self._steps += 1
         return y_pred
 
-    cdef tuple _step_general(self, x, y, bint learn):
+    cdef tuple _step_general(self, x, y, bint learn, w):
         """``_step`` for any x (new features: the learner grows) and with a stage schedule,
         which it advances."""
         cdef ColumnarKernel kernel
-        cdef double target = to_finite("y", y)
+        cdef double target = to_finite("y", y), weight = _weight(w)
         net, y_pred = self._forward(x)
         kernel = net.kernel
-        delta = kernel.commit_checked(target, learn)
+        delta = kernel.commit_checked(target, learn, weight)
         if not kernel.learned:  # read before set_stage drops the kernel
             delta = None
         self._stepped(net, 1)

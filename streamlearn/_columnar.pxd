@@ -80,9 +80,9 @@ cdef class ColumnarKernel:
 
     # ---- entry points -----------------------------------------------------------------------
     cdef int forward(self, const double* x) noexcept nogil
-    cdef int commit(self, double y, bint learn, double* delta) noexcept nogil
+    cdef int commit(self, double y, bint learn, double weight, double* delta) noexcept nogil
     cdef double forward_checked(self, const double* x) except? -1.0
-    cdef double commit_checked(self, double y, bint learn) except? -1.0
+    cdef double commit_checked(self, double y, bint learn, double weight) except? -1.0
 
     # ---- the steps' phases ------------------------------------------------------------------
     cdef void _refresh_maxima(self) noexcept nogil

@@ -110,16 +110,17 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
 
     # ---- one event --------------------------------------------------------------------------
 
-    def learn_one(self, x: dict, y) -> None:
-        """Advance the state with x, then take a gradient step on the log loss of class y."""
+    def learn_one(self, x: dict, y, w: float = 1.0) -> None:
+        """Advance the state with x, then take a gradient step on the log loss of class y,
+        scaled by the sample weight w >= 0."""
         index = self._known_class(y)
         if index is not None:
-            self._step(x, index, True)
+            self._step(x, index, True, w)
             return
         before = self._net
         self._net = before.with_class(self._new_label(y))
         try:
-            self._step(x, len(before.classes), True)
+            self._step(x, len(before.classes), True, w)
         except BaseException:
             self._net = before  # a refused step adds no class
             raise

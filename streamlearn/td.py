@@ -141,10 +141,11 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
     def _supervised(self) -> bool:
         return True
 
-    def learn_one(self, x: dict, y: float) -> None:
+    def learn_one(self, x: dict, y: float, w: float = 1.0) -> None:
         """Advance to the state of x, observing the cumulant ``y`` that came with it, and
-        learn from the TD error of the previous state's value."""
-        _, self._td_error = self._step(x, y, True)
+        learn from the TD error of the previous state's value (the step scaled by the sample
+        weight w >= 0)."""
+        _, self._td_error = self._step(x, y, True, w)
 
     @property
     def td_error(self) -> float | None:
