@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from river import base
 
-from streamlearn.learner import ColumnarLearner
+from streamlearn.learner import ColumnarLearner, _number
 from streamlearn.network import MAX_CLASSES, class_label
 
 __all__ = ["ColumnarClassifier"]
@@ -46,6 +48,11 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
         Standardise each input online (as the regressor does; the label is not scaled).
     init_scale
         Recurrent parameters start U(-init_scale, init_scale); the head starts at 0.
+    forget_bias
+        Added to every forget gate's initial bias. Negative by default: a column then starts
+        out forgetting fast, its state following the current input (the events of most
+        classification streams are close to independent), and learns longer memory where
+        the stream rewards it.
     lateral_density
         Probability of a connection from another column's previous state (approximate
         gradient above 0; see :class:`~streamlearn.ColumnarRegressor`).
@@ -66,20 +73,21 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
 
     >>> model = ColumnarClassifier(seed=42)
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 87.11%
+    Accuracy: 89.51%
 
     """
 
-    PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale",
+    PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale", "forget_bias",
               "lateral_density", "columns_per_stage", "steps_per_stage", "dtype", "seed")
 
     def __init__(
         self,
-        n_columns: int = 20,
+        n_columns: int = 30,
         step_size: float = 0.3,
         optimizer: str = "rmsprop",
         normalize: bool = True,
         init_scale: float = 0.5,
+        forget_bias: float = -2.0,
         lateral_density: float = 0.0,
         columns_per_stage: int | None = None,
         steps_per_stage: int = 100_000,
@@ -90,6 +98,9 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
 
     def _rule(self) -> str:
         return "classification"
+
+    def _rule_config(self) -> dict:
+        return {"forget_bias": _number(self, "forget_bias", low=-math.inf)}
 
     @classmethod
     def _unit_test_params(cls):
