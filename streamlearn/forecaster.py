@@ -167,15 +167,18 @@ class ColumnarForecaster(Forecaster):
                  for k in range(horizon)]  # validated before anything runs
         if not self._history:
             return [0.0] * horizon
-        model = self._regressor._copy()
+        model = self._regressor
         history = collections.deque(self._history, maxlen=self._keep())
         residual, out = self._residual, []
-        for features in steps:
+        for k, features in enumerate(steps):
             features[RESIDUAL] = residual
-            residual = model.predict_one(features)
+            residual = model.predict_one(features)  # pure: the learner itself serves
             out.append(self._base(history) + residual)
-            model.observe_one(features)
-            history.append(out[-1])
+            if k + 1 < horizon:  # another step follows: roll a copy on this forecast
+                if model is self._regressor:
+                    model = model._copy()
+                model.observe_one(features)
+                history.append(out[-1])
         return out
 
     # ---- features ---------------------------------------------------------------------------
