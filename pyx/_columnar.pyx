@@ -28,7 +28,8 @@ Layout (every array is owned by Python, the kernel only views it):
   frozen one, 2 for a learning one. Column i also reads the current states of columns
   ``0 .. st_ptr[i+1] - st_ptr[i] - 1`` (earlier stages, frozen), standardised by ``hs_mean``,
   ``hs_var`` when normalising, with weights ``SP`` ``(nst, 4)`` (traces ``STH``, ``STC``,
-  ``SV``). Those inputs depend on no learning parameter, so the traces stay exact.
+  ``SV``). With ``stage_lag`` it reads their states of the step before instead. Either way
+  those inputs depend on no learning parameter, so the traces stay exact.
 * ``AUX``, ``LAUX``, ``SAUX``: a second per-parameter trace, used by two learning rules:
   meta-gradients (dw_i/dp; the head learns by LMS, p by -delta (w_i TH + h_i AUX); PAPER.md
   section 5) and TD(lambda) (the eligibility trace e <- gamma lambda e + w_i TH; section 6).
@@ -248,7 +249,7 @@ cdef class ColumnarKernel:
                  str optimizer, double step_size, bint normalize, str rule="regression",
                  double head_step_size=0.0, double gamma=0.0, double lambda_=0.0,
                  double beta=0.9999, double eps=1e-8, double decay=0.9999,
-                 double var_floor=1e-8):
+                 double var_floor=1e-8, bint stage_lag=False):
         """Views of a network's arrays (``streamlearn.network.ColumnarNetwork.arrays``, passed
         by name: the names are this signature's), shaped and laid out as the module docstring
         says, and the learning rule's settings. The AUX arrays are the meta and TD rules',
@@ -303,9 +304,12 @@ cdef class ColumnarKernel:
         if self.st_ptr.shape[0] != self.n + 1 or self.st_ptr[self.n] != self.SP.shape[0]:
             raise ValueError("stage connections do not match the number of columns")
         # a stage reads the new states of the earlier stages: the forward step runs the
-        # columns stage by stage, each run of columns with as many stage weights at once
+        # columns stage by stage, each run of columns with as many stage weights at once;
+        # with stage_lag, the states before the step, known beforehand: one run
         inputs = np.diff(np.asarray(st_ptr))
-        self.run_end = np.append(np.flatnonzero(np.diff(inputs)) + 1, self.n).astype(np.intp)
+        self.stage_lag = stage_lag
+        self.run_end = np.array([self.n], np.intp) if stage_lag else np.append(
+            np.flatnonzero(np.diff(inputs)) + 1, self.n).astype(np.intp)
         self.optimizer = OPTIMIZERS.index(optimizer)
         self.step_size = step_size
         self.head_step_size = head_step_size
@@ -487,6 +491,8 @@ cdef class ColumnarKernel:
                 self.clipped[j] = taken != x[j]
             else:
                 self.xn[j] = x[j]
+        if self.stages and self.stage_lag:
+            self._stage_inputs(&self.h[0], 0, n)
         lo = 0
         for run in range(self.run_end.shape[0]):  # stage by stage
             hi = self.run_end[run]
@@ -510,14 +516,8 @@ cdef class ColumnarKernel:
                            &self.mode_pad[0], &self.c_pad[0], &self.c_new[0], &self.tanh_c[0],
                            &self.h_new[0], self.limit):
                 ok = False
-            for i in range(lo, hi if self.stages else lo):  # hn: read only by stage weights
-                if self.mode[i] == INACTIVE:
-                    self.hn[i] = 0.0
-                elif self.normalize:
-                    self.hn[i] = (self.h_new[i] - self.hs_mean[i]) \
-                        / _std(self.hs_var[i], self.var_floor)
-                else:
-                    self.hn[i] = self.h_new[i]
+            if self.stages and not self.stage_lag:
+                self._stage_inputs(&self.h_new[0], lo, hi)
             lo = hi
         acc = self.scalars[S_BIAS]
         for i in range(n):
@@ -557,6 +557,18 @@ cdef class ColumnarKernel:
         for l in range(L):
             p[l] = p[l] / total
         return True
+
+    cdef void _stage_inputs(self, const double* h, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+        """``hn`` of columns lo..hi-1, what later stages read: their states h, standardised
+        when normalising, 0 for a column not yet added."""
+        cdef Py_ssize_t i
+        for i in range(lo, hi):
+            if self.mode[i] == INACTIVE:
+                self.hn[i] = 0.0
+            elif self.normalize:
+                self.hn[i] = (h[i] - self.hs_mean[i]) / _std(self.hs_var[i], self.var_floor)
+            else:
+                self.hn[i] = h[i]
 
     cdef double _y_scale(self) noexcept nogil:
         """Target standard deviation; 0 until two targets have been seen (the prediction is

@@ -70,6 +70,7 @@ cdef class ColumnarKernel:
     cdef Py_ssize_t n, m, K        # columns, inputs, parameters per gate of a column (m + 2)
     cdef bint pending, aux
     cdef bint stages               # some column has stage weights (reads hn)
+    cdef readonly bint stage_lag   # stage weights read the earlier stages' previous states
     cdef bint release_gil          # single steps release the GIL only when they are long
     cdef readonly int optimizer, rule
     cdef readonly double step_size, head_step_size, beta, eps, decay, var_floor, gamma, lambda_
@@ -87,6 +88,7 @@ cdef class ColumnarKernel:
     # ---- the steps' phases ------------------------------------------------------------------
     cdef void _refresh_maxima(self) noexcept nogil
     cdef void _store_maxima(self, Py_ssize_t i, Maxima* s) noexcept nogil
+    cdef void _stage_inputs(self, const double* h, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     cdef double _y_scale(self) noexcept nogil
     cdef double _error(self, double y, bint learn, double* y_mean, double* y_var,
                        double* y_taken) noexcept nogil

@@ -60,6 +60,10 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
         Columns per constructive stage; ``None``: one stage of all columns.
     steps_per_stage
         Steps before the next stage is added.
+    stage_lag
+        0: a stage reads the earlier stages' states of the same step; 1: their states of the
+        step before, so that k stages reach k steps further back (a delay line). Either way
+        what it reads is frozen, and the gradient stays exact.
     dtype
         ``"float64"`` or ``"float32"`` for the columns' own parameters and traces.
     seed
@@ -78,7 +82,8 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
     """
 
     PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale", "forget_bias",
-              "lateral_density", "columns_per_stage", "steps_per_stage", "dtype", "seed")
+              "lateral_density", "columns_per_stage", "steps_per_stage", "stage_lag", "dtype",
+              "seed")
 
     def __init__(
         self,
@@ -91,6 +96,7 @@ class ColumnarClassifier(ColumnarLearner, base.MiniBatchClassifier):
         lateral_density: float = 0.0,
         columns_per_stage: int | None = None,
         steps_per_stage: int = 100_000,
+        stage_lag: int = 0,
         dtype: str = "float64",
         seed: int | None = None,
     ):

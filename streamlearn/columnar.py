@@ -60,6 +60,10 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
         of earlier stages; only the newest stage learns, earlier ones are frozen.
     steps_per_stage
         Steps (learned or observed events) before the next stage is added.
+    stage_lag
+        0: a stage reads the earlier stages' states of the same step; 1: their states of the
+        step before, so that k stages reach k steps further back (a delay line). Either way
+        what it reads is frozen, and the gradient stays exact.
     dtype
         ``"float64"`` or ``"float32"``: the type of the columns' own parameters, their traces
         and optimiser moments, and of their arithmetic in the learning step (half the memory
@@ -96,7 +100,7 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
 
     PARAMS = ("n_columns", "step_size", "optimizer", "normalize", "init_scale",
               "lateral_density", "meta", "head_step_size", "columns_per_stage",
-              "steps_per_stage", "dtype", "seed")
+              "steps_per_stage", "stage_lag", "dtype", "seed")
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class ColumnarRegressor(ColumnarLearner, base.MiniBatchRegressor):
         head_step_size: float = 0.01,
         columns_per_stage: int | None = None,
         steps_per_stage: int = 100_000,
+        stage_lag: int = 0,
         dtype: str = "float64",
         seed: int | None = None,
     ):

@@ -153,13 +153,16 @@ class ColumnarLearner(LearnerCore):
                 raise ValueError(f"columns_per_stage ({per_stage}) must divide n_columns "
                                  f"({n_columns})")
         _integer(self, "steps_per_stage")
+        stage_lag = _integer(self, "stage_lag", low=0)
+        if stage_lag > 1:
+            raise ValueError(f"stage_lag must be 0 or 1, got {stage_lag!r}")
         return NetworkConfig(
             n_columns=n_columns, seed=int(seed), step_size=_number(self, "step_size"),
             optimizer=str(self.optimizer), normalize=_flag(self, "normalize"),
             init_scale=_number(self, "init_scale"),
             lateral_density=_number(self, "lateral_density", high=1.0, high_inclusive=True),
-            columns_per_stage=per_stage, rule=self._rule(), dtype=_dtype(self.dtype),
-            **self._rule_config())
+            columns_per_stage=per_stage, stage_lag=stage_lag, rule=self._rule(),
+            dtype=_dtype(self.dtype), **self._rule_config())
 
     # ---- stepping (the single steps are LearnerCore's) ----------------------------------------
 
@@ -353,8 +356,7 @@ class ColumnarLearner(LearnerCore):
         saved = state.get("params")
         if not isinstance(saved, dict):
             raise SerializationError("state entry 'params' must be a dict")
-        if "dtype" not in saved:  # saved before dtype existed
-            saved = dict(saved, dtype="float64")
+        saved = dict({"dtype": "float64", "stage_lag": 0}, **saved)  # saved before they existed
         if set(saved) != set(cls.PARAMS):
             raise SerializationError(
                 f"state entry 'params' does not list the arguments of {cls.__name__}: missing "

@@ -51,6 +51,7 @@ class NetworkConfig:
     gamma: float = 0.0                # td
     lambda_: float = 0.0              # td
     columns_per_stage: int = 0        # 0: one stage holding every column
+    stage_lag: int = 0                # 1: stages read the earlier stages' previous states
     decay: float = 0.9999
     var_floor: float = 1e-8
     forget_bias: float = 0.0          # added to every forget-gate bias at initialisation
@@ -60,7 +61,8 @@ class NetworkConfig:
         return {"optimizer": self.optimizer, "step_size": self.step_size,
                 "normalize": self.normalize, "rule": self.rule,
                 "head_step_size": self.head_step_size, "gamma": self.gamma,
-                "lambda_": self.lambda_, "decay": self.decay, "var_floor": self.var_floor}
+                "lambda_": self.lambda_, "decay": self.decay, "var_floor": self.var_floor,
+                "stage_lag": bool(self.stage_lag)}
 
     @property
     def per_stage(self) -> int:

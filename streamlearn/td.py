@@ -66,6 +66,10 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         Columns per stage; ``None``: one stage (columnar).
     steps_per_stage
         Steps before the next stage is added.
+    stage_lag
+        0: a stage reads the earlier stages' states of the same step; 1: their states of the
+        step before, so that k stages reach k steps further back (a delay line). Either way
+        what it reads is frozen, and the gradient stays exact.
     dtype
         ``"float64"`` or ``"float32"``: the type of the columns' own parameters, their traces
         and optimiser moments, and of their arithmetic in the learning step (half the memory
@@ -94,7 +98,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
 
     PARAMS = ("n_columns", "step_size", "gamma", "lambda_", "optimizer", "normalize",
               "var_floor", "norm_decay", "init_scale", "forget_bias", "lateral_density",
-              "columns_per_stage", "steps_per_stage", "dtype", "seed")
+              "columns_per_stage", "steps_per_stage", "stage_lag", "dtype", "seed")
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class ColumnarTD(ColumnarLearner, base.Estimator):
         lateral_density: float = 0.0,
         columns_per_stage: int | None = None,
         steps_per_stage: int = 1_000_000,
+        stage_lag: int = 0,
         dtype: str = "float64",
         seed: int | None = None,
     ):

@@ -1,6 +1,7 @@
 """Learners are bit-identical across refactorings: a fixed stream through every
 configuration of ``_unit_test_params`` gives the predictions and ``state_dict()`` arrays
-whose SHA-256 digests ``data/bit_identity.json`` recorded (at commit 5dff1ae).
+whose SHA-256 digests ``data/bit_identity.json`` recorded (at commit 5dff1ae; re-recorded
+when ``stage_lag`` joined the params, every other digest unchanged).
 
 The stream exercises what a refactoring could break: features arriving in three waves
 (growth), unlabelled steps, a state reset, and the compiled ``learn_many`` path.

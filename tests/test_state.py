@@ -309,3 +309,17 @@ def test_a_kernel_refuses_copies_and_a_network_copies_its_arrays():
     for key, value in model._net.arrays.items():
         assert np.array_equal(net.arrays[key], value), key
     assert copy.deepcopy(model).to_bytes() == model.to_bytes()
+
+
+def test_states_saved_before_newer_params_load_with_their_defaults():
+    """A state saved before dtype and stage_lag existed lists neither: it loads with their
+    defaults, and steps identically."""
+    model = ColumnarRegressor(n_columns=4, columns_per_stage=2, steps_per_stage=10, seed=6)
+    for x, y in _stream(3, 15):
+        model.learn_one(x, y)
+    state = model.state_dict()
+    old = dict(state, params={k: v for k, v in state["params"].items()
+                              if k not in ("dtype", "stage_lag")})
+    loaded = ColumnarRegressor.from_state_dict(old)
+    assert (loaded.dtype, loaded.stage_lag) == ("float64", 0)
+    assert loaded.to_bytes() == model.to_bytes()

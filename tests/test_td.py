@@ -135,13 +135,15 @@ def test_normalisation_statistics_and_their_freezing():
     assert np.all(state["stages"]["h_mean"][2:4] != frozen["h_mean"][2:4])
 
 
+@pytest.mark.parametrize("stage_lag", [0, 1])
 @pytest.mark.parametrize("learner", ["regressor", "td"])
-def test_traces_exact_for_columns_reading_frozen_stages(learner):
+def test_traces_exact_for_columns_reading_frozen_stages(learner, stage_lag):
     """With step size 0, the learning stage's traces equal finite differences of h_T through
-    the compiled network, including the weights that read the frozen stage."""
+    the compiled network, including the weights that read the frozen stage (its states of
+    the same step, or with stage_lag=1 of the step before)."""
     rng = np.random.default_rng(3)
     common = dict(n_columns=4, columns_per_stage=2, steps_per_stage=6, step_size=0.0,
-                  normalize=False, seed=3, init_scale=1.0)
+                  normalize=False, seed=3, init_scale=1.0, stage_lag=stage_lag)
     model = ColumnarRegressor(**common) if learner == "regressor" else ColumnarTD(**common)
     stream = [{"a": float(rng.normal()), "b": float(rng.normal())} for _ in range(15)]
     model.add_features(["a", "b"])
@@ -222,3 +224,31 @@ def test_td_error_on_both_step_paths():
         learner.reset_state()
         learner.learn_one({"a": 1.0}, 1.0)
         assert learner.td_error is None
+
+
+@pytest.mark.parametrize("stage_lag", [0, 1])
+def test_a_stage_reads_the_frozen_states_of_the_step_its_lag_names(stage_lag):
+    """One step by hand (numpy, from the state dict): a learning column's pre-activations
+    add its stage weights times the frozen columns' states of this step (stage_lag=0) or of
+    the step before (stage_lag=1)."""
+    model = ColumnarRegressor(n_columns=4, columns_per_stage=2, steps_per_stage=5,
+                              step_size=0.0, normalize=False, seed=5, init_scale=1.0,
+                              stage_lag=stage_lag)
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        model.learn_one({"a": float(rng.normal())}, 0.0)
+    before = model.state_dict()
+    x = np.array([0.7])
+    model.learn_one({"a": 0.7}, 0.0)
+    after = model.state_dict()
+    assert list(after["stages"]["mode"]) == [1, 1, 2, 2]
+    P, SP, ptr = before["parameters"], before["stages"]["weights"], before["stages"]["indptr"]
+    read = before["h"] if stage_lag else after["h"]  # the frozen columns 0 and 1
+    for i in (2, 3):
+        pre = P[i, :, :1] @ x + P[i, :, 1] * before["h"][i] + P[i, :, 2]
+        for k, row in enumerate(range(ptr[i], ptr[i + 1])):
+            pre = pre + SP[row] * read[k]
+        gi, gf, go = (1 / (1 + np.exp(-pre[z])) for z in range(3))
+        c = gf * before["c"][i] + gi * np.tanh(pre[3])
+        assert after["c"][i] == pytest.approx(c, rel=1e-12)
+        assert after["h"][i] == pytest.approx(go * np.tanh(c), rel=1e-12)
