@@ -212,3 +212,41 @@ def test_learning_uses_the_trace_gradient():
     np.testing.assert_allclose(after["parameters"], expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(after["head_weights"], w + 0.01 * delta * after["h"], rtol=1e-12)
     assert after["head_bias"] == pytest.approx(before["head_bias"] + 0.01 * delta, rel=1e-12)
+
+
+@pytest.mark.parametrize("stage_lag", [0, 1])
+def test_a_learning_stages_traces_equal_bptt_with_the_frozen_states_as_inputs(stage_lag):
+    """The frozen stage's states are inputs to the learning stage, so its traces are the
+    BPTT gradients of a plain column that reads them as extra inputs: the states of the same
+    step (stage_lag=0) or of the step before (stage_lag=1), from the reference's own forward
+    pass of the frozen columns. Stage 1 starts at step 10 from zero state and traces."""
+    rng = np.random.default_rng(11)
+    model = ColumnarRegressor(n_columns=4, columns_per_stage=2, steps_per_stage=10,
+                              step_size=0.0, normalize=False, init_scale=1.0, seed=11,
+                              stage_lag=stage_lag)
+    model.add_features(["a", "b"])
+    start = model.state_dict()
+    stream = [{"a": float(rng.normal()), "b": float(rng.normal())} for _ in range(25)]
+    for x in stream:
+        model.learn_one(x, 0.0)
+    end = model.state_dict()
+    assert list(end["stages"]["mode"]) == [1, 1, 2, 2]
+    P, SP, ptr = start["parameters"], start["stages"]["weights"], start["stages"]["indptr"]
+    xs = dense_inputs(stream, ["a", "b"])
+    frozen = np.array([final_state(P[:2], xs[:t + 1])[0] for t in range(len(xs))])  # (T, 2)
+    first = 10
+    read = frozen[first - 1:-1] if stage_lag else frozen[first:]
+    inputs = np.concatenate([xs[first:], read], axis=1)  # (T - 10, 2 + 2)
+    augmented = np.zeros((2, 4, 6))
+    for a, i in enumerate((2, 3)):
+        augmented[a, :, :2] = P[i, :, :2]
+        augmented[a, :, 2:4] = SP[ptr[i]:ptr[i + 1]].T  # rows: frozen columns 0, 1
+        augmented[a, :, 4:] = P[i, :, 2:]  # self-recurrent weight, bias
+    h, _ = final_state(augmented, inputs)
+    np.testing.assert_allclose(end["h"][2:], h, rtol=1e-12, atol=1e-14)
+    grad = bptt(augmented, inputs, np.ones(2), np.zeros(2))
+    trace = end["trace_h"][2:]
+    stage_trace = np.stack([end["stages"]["trace_h"][ptr[i]:ptr[i + 1]].T for i in (2, 3)])
+    assert _max_relative_error(trace[:, :, :2], grad[:, :, :2]) < 1e-6
+    assert _max_relative_error(trace[:, :, 2:], grad[:, :, 4:]) < 1e-6
+    assert _max_relative_error(stage_trace, grad[:, :, 2:4]) < 1e-6
