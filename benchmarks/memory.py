@@ -3,7 +3,7 @@ references (the current table is in benchmarks/README.md).
 
 Every task is a regression on a stream of inputs u_t, v_t ~ N(0, 1) (the counter's events
 are Bernoulli(0.1)), learned online; the score is the MAE over the last 5,000 of n events,
-with events/s of the whole run:
+with events/s of the whole run (plot: memory.png):
 
 - delayed recall, y_t = u_{t-k} for k = 1, 2, 3, 5, 8;
 - fading memory, y_t = EMA(10) of u (alpha = 2 / 11), and the mean of the last 10 u;
@@ -19,6 +19,7 @@ learners see only the current u_t (and v_t): recall must come from their recurre
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -134,6 +135,30 @@ def main() -> None:
     speeds = [statistics.median(speed for (_, name), runs in results.items() if name == label
                                 for _, speed in runs) for label in labels]
     print("| events/s | " + " | ".join(f"{speed:,.0f}" for speed in speeds) + " |")
+    _plot(results, labels, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "memory.png"))
+
+
+def _plot(results: dict, labels: list, path: str) -> None:
+    """Grouped bars: each task's MAE per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(task for task, _ in results))
+    fig, ax = plt.subplots(figsize=(13, 5))
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        ax.bar(np.arange(len(names)) + j * width,
+               [statistics.mean(m for m, _ in results[(task, label)]) for task in names],
+               width, label=label)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, fontsize=8)
+    ax.set_ylabel(f"MAE over the last {SCORED:,} events")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
