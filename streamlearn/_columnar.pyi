@@ -29,6 +29,7 @@ class ColumnarKernel:
     delta: float
     learned: bool
     detached: bool
+    stage_lag: bool
     def __init__(self, *, optimizer: str, step_size: float, normalize: bool,
                  rule: str = ..., head_step_size: float = ..., gamma: float = ...,
                  lambda_: float = ..., beta: float = ..., eps: float = ..., decay: float = ...,
