@@ -93,18 +93,22 @@ class ColumnarLearner(LearnerCore):
         seed = self.seed if self.seed is not None else random.getrandbits(63)
         self._adopt(ColumnarNetwork.new(self._config(seed)), 0)
 
+    def _on(self, net: ColumnarNetwork, steps: int = 0):
+        """A learner with this one's parameters holding ``net`` (not validated again)."""
+        new = type(self).__new__(type(self))
+        for name in self.PARAMS:
+            setattr(new, name, getattr(self, name))
+        new._adopt(net, steps)
+        return new
+
     def spawn(self, seed: int):
         """A fresh learner with this one's parameters and another ``seed``: what
         ``clone({"seed": seed})`` gives, without re-validating the parameters (a service
         creates one per new key)."""
-        new = type(self).__new__(type(self))
-        for name in self.PARAMS:
-            setattr(new, name, getattr(self, name))
-        new.seed = seed
         if _is_bool(seed) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
-        new._adopt(ColumnarNetwork.new(dataclasses.replace(self._net.config, seed=int(seed))),
-                   0)
+        new = self._on(ColumnarNetwork.new(dataclasses.replace(self._net.config, seed=int(seed))))
+        new.seed = seed
         return new
 
     def clone(self, new_params: dict | None = None, include_attributes: bool = False):
@@ -121,11 +125,7 @@ class ColumnarLearner(LearnerCore):
 
     def _copy(self):
         """An independent copy of this learner, state included (cheaper than clone)."""
-        new = type(self).__new__(type(self))
-        for name in self.PARAMS:
-            setattr(new, name, getattr(self, name))
-        new._adopt(self._net.copy(), self._steps)
-        return new
+        return self._on(self._net.copy(), self._steps)
 
     def _adopt(self, net: ColumnarNetwork, steps: int) -> None:
         """Make ``net`` the learner's network, ``steps`` steps into the stream."""

@@ -124,11 +124,7 @@ class LearnerTable:
 
     def _blank(self, learner):
         """A learner with the parameters of ``learner`` on the table's network."""
-        worker = type(learner).__new__(type(learner))
-        for name in learner.PARAMS:
-            setattr(worker, name, getattr(learner, name))
-        worker._adopt(self.net, 0)
-        return worker
+        return learner._on(self.net)
 
     def adopt(self, learner) -> bytearray:
         """A new row holding the state of ``learner`` (of this layout and structure)."""
