@@ -12,7 +12,8 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from .app import Service
-from .config import Config, build_model, parse_param
+from .config import (Config, build_model, parse_param, parse_partition_range,
+                     parse_partitions)
 from .layouts import StoredLayouts
 from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
@@ -51,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                      "(default 1048576)")
     run.add_argument("--reset-after", type=int, help="reset a learner that refused this many "
                      "events in a row (default 10)")
+    owned = run.add_mutually_exclusive_group()
+    owned.add_argument("--partitions", help="consume only these partitions of a redis:// "
+                       "source, e.g. 0,2 (default: all)")
+    owned.add_argument("--partition-range", help="consume only partitions FIRST..LAST of a "
+                       "redis:// source, e.g. 0-1")
     produce = sub.add_parser("produce", help="publish JSON lines into partitioned streams")
     produce.add_argument("--target", required=True, help="redis://HOST:PORT/DB?stream=NAME"
                          "&partitions=P")
@@ -90,8 +96,8 @@ def build(config: Config, registry: CollectorRegistry):
     pool.on_corrupt = corrupt
     saved = store.positions()
     source = open_source(config.source, config.follow, saved, store.meta("source_state", {}),
-                         config.limits,
-                         on_error=metrics.source_error)
+                         config.limits, on_error=metrics.source_error,
+                         partitions=config.partitions)
     positions = {p: source.decode(v) for p, v in saved.items()} if source.replayable else {}
     predictions = [_open_output(config.predictions)] if config.predictions else []
     if hasattr(source, "prediction_sink"):
@@ -143,14 +149,18 @@ def inspect(directory: str, as_json: bool, verify: bool) -> int:
                 layouts.learner_bytes(state)
             except ValueError as exc:
                 damaged.append((key, str(exc)))
-    summary = {"source": store.meta("source"), "positions": store.positions(),
-               "learners": learners}
+    summary = {"source": store.meta("source"), "source_state": store.meta("source_state", {}),
+               "positions": store.positions(), "learners": learners}
     if verify:
         summary["damaged"] = {key: why for key, why in damaged}
     if as_json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(f"source: {summary['source']}")
+        owned = summary["source_state"].get("owned")
+        if owned is not None:
+            print(f"partitions: {','.join(map(str, owned))} of "
+                  f"{summary['source_state']['partitions']}")
         for partition, position in sorted(summary["positions"].items()):
             print(f"position {partition}: {position}")
         print(f"learners: {len(learners)}, events applied: "
@@ -180,6 +190,8 @@ def main(argv=None) -> int:
         if args.command == "run":
             if args.params is not None:
                 args.params = tuple(sorted(args.params))
+            args.partitions = parse_partitions(args.partitions) if args.partitions else \
+                parse_partition_range(args.partition_range) if args.partition_range else None
             return run(Config.build(args, args.config))
         if args.command == "produce":
             stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")

@@ -14,7 +14,8 @@ from streamlearn import ColumnarRegressor, ColumnarTD, serialization
 
 from .events import Limits
 
-__all__ = ["Config", "MODELS", "build_model", "learner_class", "parse_param"]
+__all__ = ["Config", "MODELS", "build_model", "learner_class", "parse_param",
+           "parse_partitions", "parse_partition_range"]
 
 MODELS = {"columnar": ColumnarRegressor}
 
@@ -36,6 +37,7 @@ class Config:
     max_features: int = 1_000
     max_line_bytes: int = 1 << 20
     reset_after: int = 10
+    partitions: tuple = ()            # the partitions of a redis:// source to own; (): all
 
     @classmethod
     def build(cls, args, file: str | None = None) -> "Config":
@@ -50,6 +52,8 @@ class Config:
             values.update(data)
             if "params" in values:
                 values["params"] = tuple(sorted(dict(values["params"]).items()))
+            if isinstance(values.get("partitions"), list):
+                values["partitions"] = tuple(values["partitions"])
         for field in dataclasses.fields(cls):
             value = getattr(args, field.name, None)
             if field.name == "params" and value:  # flags override the file per parameter
@@ -66,6 +70,11 @@ class Config:
             value, low = getattr(config, name), 0 if name == "checkpoint_every" else 1
             if type(value) is not int or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        partitions = config.partitions
+        if not isinstance(partitions, tuple) or not all(
+                type(p) is int and p >= 0 for p in partitions) \
+                or len(set(partitions)) != len(partitions):
+            raise ValueError(f"partitions must be distinct ints >= 0, got {partitions!r}")
         if type(config.checkpoint_interval) not in (int, float) \
                 or not config.checkpoint_interval > 0:
             raise ValueError(f"checkpoint_interval must be a number of seconds > 0, got "
@@ -87,6 +96,29 @@ def parse_param(text: str) -> tuple:
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def parse_partitions(text: str) -> tuple:
+    """``--partitions 0,2``: the listed partitions, sorted."""
+    try:
+        partitions = sorted(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--partitions takes a comma-separated list of ints, got "
+                         f"{text!r}") from None
+    return tuple(partitions)
+
+
+def parse_partition_range(text: str) -> tuple:
+    """``--partition-range 0-1``: partitions FIRST to LAST, both included."""
+    first, sep, last = text.partition("-")
+    try:
+        first, last = int(first), int(last)
+    except ValueError:
+        first = last = None
+    if not sep or first is None or not 0 <= first <= last:
+        raise ValueError(f"--partition-range takes FIRST-LAST with 0 <= FIRST <= LAST, got "
+                         f"{text!r}")
+    return tuple(range(first, last + 1))
 
 
 def build_model(config: Config):

@@ -383,6 +383,39 @@ def _redis_client(url: str):
     return client, stream, [f"{stream}:{p}" for p in range(partitions)], timeout
 
 
+def owned_streams(url: str, owned: tuple) -> tuple:
+    """(streams, state) of the partitions ``owned`` (all if empty) of a ``redis://`` URL:
+    the names of their streams and the source state a checkpoint keeps, so that a
+    checkpoint folder is never resumed with another partitioning."""
+    _, _, _, stream, partitions, _ = _parse_redis_url(url)
+    outside = [p for p in owned if p >= partitions]
+    if outside:
+        raise ValueError(f"partitions {outside} do not exist: the source {url!r} has "
+                         f"partitions 0..{partitions - 1}")
+    owned = tuple(sorted(owned)) or tuple(range(partitions))
+    state = {"stream": stream, "partitions": partitions, "owned": list(owned)}
+    return [f"{stream}:{p}" for p in owned], state
+
+
+def _check_resumed(state: dict, saved: dict | None, positions: dict) -> None:
+    """Refuse to resume a checkpoint written with another partitioning: its keys would now
+    belong to other partitions, or its partitions' keys to another process."""
+    def describe(s):
+        return f"partitions {s['owned']} of {s['partitions']} of stream {s['stream']!r}"
+    if saved and "owned" in saved:
+        if saved != state:
+            raise ValueError(f"this checkpoint folder was written with {describe(saved)}, "
+                             f"not {describe(state)}: give each set of partitions its own "
+                             "folder (changing the partitioning of a folder is not supported)")
+        return
+    mine = {f"{state['stream']}:{p}" for p in state["owned"]}
+    others = sorted(p for p in positions if p.startswith(f"{state['stream']}:")
+                    and p not in mine)
+    if others:  # a folder written before sources kept their partitioning
+        raise ValueError(f"this checkpoint folder holds positions of {others}, which "
+                         f"{describe(state)} does not own")
+
+
 def _create_groups(client, streams, positions: dict) -> None:
     """Create the consumer group on each stream at its position (id 0 when none), with
     MKSTREAM; a group that exists is left as it is."""
@@ -419,7 +452,9 @@ def _entry_id(raw) -> tuple:
 
 
 class RedisSource:
-    """Streams ``NAME:0`` .. ``NAME:P-1`` read through the consumer group ``streamlearn``.
+    """Streams ``NAME:0`` .. ``NAME:P-1`` (or those of the partitions ``owned``) read
+    through the consumer group ``streamlearn``. Processes that own disjoint partitions share
+    the group: each stream has its own group state, so they never see each other's entries.
 
     On start, and after any fault, the consumer first re-reads its pending entries
     (delivered but not acknowledged: by a run that crashed, or in a reply lost with its
@@ -440,8 +475,10 @@ class RedisSource:
     PREFETCH = 2
 
     def __init__(self, url: str, positions: dict | None = None, consumer: str = "streamlearn",
-                 on_error=None):
-        self.client, self.stream, self.streams, self.timeout = _redis_client(url)
+                 on_error=None, owned: tuple = (), saved_state: dict | None = None):
+        self.streams, self._state = owned_streams(url, owned)
+        _check_resumed(self._state, saved_state, positions or {})
+        self.client, self.stream, _, self.timeout = _redis_client(url)
         self.consumer = consumer
         self.on_error = on_error
         self.delivered = {s: p for s, p in (positions or {}).items() if s in self.streams}
@@ -582,7 +619,8 @@ class RedisSource:
         return _entry_id(position)
 
     def state(self, positions: dict) -> dict:
-        return {}
+        """The partitioning: the stream, its partition count and the partitions owned."""
+        return self._state
 
     def ack(self, counts: dict) -> None:
         """Acknowledge the first ``counts[stream]`` entries read from each stream since the
@@ -716,10 +754,15 @@ def _key_of(line: bytes) -> str:
 
 
 def open_source(spec: str, follow: bool, positions: dict, state: dict | None = None,
-                limits: Limits = Limits(), on_error=None):
-    """A source from the ``--source`` argument: a path, ``-`` or a ``redis://`` URL."""
+                limits: Limits = Limits(), on_error=None, partitions: tuple = ()):
+    """A source from the ``--source`` argument: a path, ``-`` or a ``redis://`` URL, of
+    which ``partitions`` (all if empty) are consumed."""
+    if spec.startswith("redis://"):
+        return RedisSource(spec, positions, on_error=on_error, owned=partitions,
+                           saved_state=state)
+    if partitions:
+        raise ValueError("--partitions and --partition-range select partitions of a "
+                         "redis:// source; a file or stdin has one")
     if spec == "-":
         return StdinSource(limits)
-    if spec.startswith("redis://"):
-        return RedisSource(spec, positions, on_error=on_error)
     return FileSource(spec, follow=follow, positions=positions, state=state, limits=limits)
