@@ -410,4 +410,7 @@ class ColumnarLearner(LearnerCore):
         return cls.from_state_dict(state)
 
     def __reduce__(self):
-        return type(self).from_state_dict, (self.state_dict(),)
+        """Pickle (River's clone, a Flink job's state) through :meth:`to_bytes`: the
+        unpickler gets one bytes object that :meth:`from_bytes` checks, never the
+        internals."""
+        return type(self).from_bytes, (self.to_bytes(),)

@@ -323,3 +323,28 @@ def test_states_saved_before_newer_params_load_with_their_defaults():
     loaded = ColumnarRegressor.from_state_dict(old)
     assert (loaded.dtype, loaded.stage_lag) == ("float64", 0)
     assert loaded.to_bytes() == model.to_bytes()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ColumnarRegressor(n_columns=3, seed=1), lambda: ColumnarTD(n_columns=3, seed=2),
+    lambda: __import__("streamlearn").ColumnarClassifier(n_columns=3, seed=3),
+    lambda: __import__("streamlearn").ColumnarForecaster(n_columns=3, seed=4)])
+def test_a_pickle_holds_only_the_learners_bytes(make):
+    """A pickle (River's clone, a Flink job's keyed state) names one function, the class's
+    from_bytes, and holds one bytes object, its to_bytes(): the unpickler builds no
+    internals, and the bytes are checked as from_bytes checks them."""
+    import pickletools
+
+    model = make()
+    if hasattr(model, "forecast"):
+        model.learn_one(1.0, {"a": 1.0})
+    else:
+        model.learn_one({"a": 1.0}, 1 if type(model).__name__ == "ColumnarClassifier" else 1.0)
+    data = pickle.dumps(model)
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+    names = [arg for name, arg in ops if name in ("SHORT_BINUNICODE", "BINUNICODE")]
+    # getattr(the class, "from_bytes"): the only globals are builtins.getattr and the class
+    assert names == ["builtins", "getattr", type(model).__module__, type(model).__name__,
+                     "from_bytes"]
+    assert [arg for name, arg in ops if name.startswith("BINBYTES")] == [model.to_bytes()]
+    assert pickle.loads(data).to_bytes() == model.to_bytes()
