@@ -14,7 +14,7 @@ from .events import Invalid, Limits, parse
 from .pool import CorruptLearner
 from .sources import SourceError
 
-__all__ = ["Service"]
+__all__ = ["Service", "Refused", "step"]
 
 log = logging.getLogger("streamlearn.service")
 
@@ -25,6 +25,42 @@ CHECKPOINT_RETRY_SECONDS = 1.0
 # next waits at least d * (1 / share - 1). With 10^5 changed learners a checkpoint writes
 # about 1.1 GB, which no fixed interval of seconds would amortise.
 CHECKPOINT_SHARE = 0.1
+
+
+class Refused(Exception):
+    """An event the key's learner cannot take (``invalid``); ``diverged``: a step that
+    would diverge (FloatingPointError), which counts towards a reset."""
+
+    def __init__(self, invalid: Invalid, diverged: bool = False):
+        super().__init__(invalid.detail)
+        self.invalid, self.diverged = invalid, diverged
+
+
+def step(learner, event, limits: Limits) -> tuple:
+    """Predict ``event``, then learn from it (advance only, when it has no label): returns
+    (prediction, predict seconds, learn seconds). Raises :class:`Refused`, the learner
+    unchanged, for an event that would grow it past ``limits.max_features`` or that it
+    refuses. The one step of the service and of the Flink job."""
+    known = learner.n_features
+    if known + len(event.x) > limits.max_features:  # the exact count, when close
+        grown = known + len(set(event.x).difference(learner.feature_names))
+        if grown > limits.max_features:
+            raise Refused(Invalid("too_many_features", f"the learner of {event.key!r:.80} "
+                                  f"would grow to {grown} features, more than the limit of "
+                                  f"{limits.max_features}"))
+    try:
+        t0 = time.perf_counter()
+        prediction = learner.predict_one(event.x)
+        t1 = time.perf_counter()
+        if event.y is None:
+            learner.observe_one(event.x)
+        else:
+            learner.learn_one(event.x, event.y)
+        t2 = time.perf_counter()
+    except LEARNER_ERRORS as exc:  # the learner refused the step and kept its state
+        raise Refused(Invalid("learner_error", f"{type(exc).__name__}: {exc}"),
+                      diverged=isinstance(exc, FloatingPointError)) from None
+    return prediction, t1 - t0, t2 - t1
 
 
 def prediction_line(key: str, partition: str, position, prediction: float, y) -> str:
@@ -123,34 +159,19 @@ class Service:
             learner = self.pool.get(event.key, event.x)
         except CorruptLearner as exc:
             return Invalid("learner_corrupt", str(exc))
-        known = learner.n_features
-        if known + len(event.x) > self.limits.max_features:  # the exact count, when close
-            grown = known + len(set(event.x).difference(learner.feature_names))
-            if grown > self.limits.max_features:
-                return Invalid("too_many_features", f"the learner of {event.key!r:.80} would "
-                               f"grow to {grown} features, more than the limit of "
-                               f"{self.limits.max_features}")
         try:
-            t0 = time.perf_counter()
-            prediction = learner.predict_one(event.x)
-            t1 = time.perf_counter()
-            if event.y is None:
-                learner.observe_one(event.x)
-            else:
-                learner.learn_one(event.x, event.y)
-            t2 = time.perf_counter()
-        except LEARNER_ERRORS as exc:  # the learner refused the step and kept its state
-            if isinstance(exc, FloatingPointError) \
-                    and self.pool.refused(event.key, self.reset_after):
+            prediction, predict_seconds, learn_seconds = step(learner, event, self.limits)
+        except Refused as exc:
+            if exc.diverged and self.pool.refused(event.key, self.reset_after):
                 self.metrics.learner_reset()
                 log.warning("learner of key %r refused %d events in a row (%s): reset to a "
                             "fresh learner", event.key, self.reset_after, exc)
-            return Invalid("learner_error", f"{type(exc).__name__}: {exc}")
+            return exc.invalid
         self.pool.applied(event.key)
         if event.y is None:
-            self.metrics.applied(t1 - t0)
+            self.metrics.applied(predict_seconds)
         else:
-            self.metrics.applied(t1 - t0, t2 - t1, event.y - prediction)
+            self.metrics.applied(predict_seconds, learn_seconds, event.y - prediction)
         if self.predictions:
             line = prediction_line(event.key, record.partition,
                                    self.source.encode(record.position), prediction, event.y)
