@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--verify", action="store_true", help="read back every stored "
                          "state; list the keys whose state is damaged (exit 1 if any)")
+    sub.add_parser("flink", add_help=False, help="run the learners as an Apache Flink job "
+                   "(needs apache-flink; 'streamlearn-service flink --help')")
     reset = sub.add_parser("reset", help="forget the stored state of keys (while no run "
                            "uses the folder): their next events start fresh learners")
     reset.add_argument("directory")
@@ -185,6 +187,14 @@ def reset(directory: str, keys: list) -> int:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["flink"]:  # its own flags, and an optional dependency
+        try:
+            from .flink import main as flink
+        except ImportError as exc:
+            print(f"streamlearn-service: error: {exc}", file=sys.stderr)
+            return 2
+        return flink(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
