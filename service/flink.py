@@ -109,6 +109,10 @@ def _environment(reporter: bool = False):
             filter(None, [os.environ.get("HADOOP_CLASSPATH"), *jars]))
 
 
+# JSON of a str, without an encoder object per line (as service.app.prediction_line)
+_escape = json.encoder.encode_basestring_ascii
+
+
 def _dead_letter(invalid: Invalid, raw: str, key: str | None = None) -> str:
     letter = {"reason": invalid.reason, "detail": invalid.detail, "raw": raw}
     if key is not None:
@@ -191,10 +195,11 @@ class LearnerFunction(KeyedProcessFunction):
             return
         self.events["predicted" if event.y is None else "learned"].inc()
         self.state.update((learner, applied + 1, 0))
-        out = {"key": key, "event": applied, "prediction": prediction, "y": event.y}
+        line = (f'{{"key": {_escape(key)}, "event": {applied}, "prediction": {prediction!r}, '
+                f'"y": {"null" if event.y is None else repr(event.y)}')
         if self.state_digests:
-            out["state_sha256"] = hashlib.sha256(learner.to_bytes()).hexdigest()
-        yield json.dumps(out)
+            line += f', "state_sha256": "{hashlib.sha256(learner.to_bytes()).hexdigest()}"'
+        yield line + "}"
 
 
 def build_job(env, config: Config, output: str, dead_letter_output: str | None = None,
