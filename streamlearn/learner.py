@@ -213,7 +213,8 @@ class ColumnarLearner(LearnerCore):
     def _learn_rows(self, X, y, feature_names, learn: bool) -> np.ndarray:
         """Apply consecutive rows as steps; returns the prequential predictions."""
         names, data = self._matrix(X, feature_names)
-        targets = np.asarray(y, dtype=np.float64).reshape(-1) if learn \
+        # contiguous: a DataFrame's column can be a strided view of its 2-D block
+        targets = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1)) if learn \
             else np.zeros(data.shape[0])
         if targets.shape[0] != data.shape[0]:
             raise ValueError(f"y has {targets.shape[0]} values for {data.shape[0]} rows")

@@ -66,6 +66,18 @@ def test_arrays_with_feature_names():
         b.learn_many(X.to_numpy(), X["a"].to_numpy())
 
 
+def test_strided_targets_and_rows_are_taken():
+    """y as a column of a C-ordered 2-D array (a strided view, as a DataFrame's column can
+    be), and X as every other row: the same steps as contiguous copies."""
+    a, b = ColumnarRegressor(seed=3), ColumnarRegressor(seed=3)
+    block = np.random.default_rng(0).normal(size=(40, 4))
+    X, y = block[::2, :3], block[::2, 3]
+    assert not y.flags.c_contiguous and not X.flags.c_contiguous
+    a.learn_many(X, y, feature_names=["a", "b", "c"])
+    b.learn_many(X.copy(), y.copy(), feature_names=["a", "b", "c"])
+    assert a.to_bytes() == b.to_bytes()
+
+
 @pytest.mark.parametrize("bad", ["nan_x", "inf_y", "strings", "short_y", "duplicate"])
 def test_bad_chunks_change_nothing(bad):
     model = ColumnarRegressor(seed=3)
