@@ -6,7 +6,9 @@ its start-up time (the same command on a file of one event), events/s net of tha
 and the peak resident memory of the whole tree. The job runs as ``streamlearn-service flink``
 runs it (checkpoints every 10 s). "parse only" is the same job with a keyed function that
 parses each event and emits a line for it (key and label): what the job costs without the
-learners. Run it with
+learners. "learner as bytes per event" keeps each key's learner as its ``to_bytes()`` in
+the keyed state and rebuilds it with ``from_bytes`` for every event, instead of the object
+that PyFlink's state cache keeps between events. Run it with
 the python of a venv that has apache-flink (README, Scaling out):
 
     python benchmarks/flink_throughput.py [--events 100000] [--keys 1000] [--parallelism 1,2]
@@ -68,8 +70,11 @@ def timed(argv: list, cwd: str) -> tuple:
     return elapsed, peak[0] / 2**20
 
 
-def parse_only_job(source: str, output: str, parallelism: int) -> None:
-    """The job with a keyed function that parses and emits nothing (``--parse-only``)."""
+def variant_job(variant: str, source: str, output: str, parallelism: int) -> None:
+    """The job with another keyed function (``--variant``): "parse-only" parses each event
+    and emits a line for it; "bytes" keeps each key's learner as its to_bytes() and
+    rebuilds it with from_bytes for every event (the design without PyFlink's object
+    cache)."""
     from streamlearn.service.config import Config
     from streamlearn.service.events import parse
     from streamlearn.service.flink import (LearnerFunction, _environment, build_job,
@@ -80,13 +85,34 @@ def parse_only_job(source: str, output: str, parallelism: int) -> None:
             event = parse(value[1], self.config.limits)
             yield json.dumps({"key": event.key, "y": event.y})
 
+    class _BytesState:
+        """The keyed state as the function sees it, holding (bytes, applied, refused)."""
+
+        def __init__(self, state, cls):
+            self.state, self.cls = state, cls
+
+        def value(self):
+            stored = self.state.value()
+            return stored and (self.cls.from_bytes(stored[0]), *stored[1:])
+
+        def update(self, value):
+            self.state.update((value[0].to_bytes(), *value[1:]))
+
+    class Bytes(LearnerFunction):
+        read_cache = 0  # every event reads the state
+
+        def open(self, context):
+            super().open(context)
+            self.state = _BytesState(self.state, type(self.prototype))
+
     _environment()
     from pyflink.datastream import StreamExecutionEnvironment
 
     env = StreamExecutionEnvironment.get_execution_environment(
         configuration(output + "-checkpoints", parallelism))
-    build_job(env, Config(source=source), output, learner_function=ParseOnly)
-    env.execute("parse-only")
+    build_job(env, Config(source=source), output,
+              learner_function={"parse-only": ParseOnly, "bytes": Bytes}[variant])
+    env.execute(variant)
 
 
 def main() -> None:
@@ -94,12 +120,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--keys", type=int, default=1_000)
     parser.add_argument("--parallelism", default="1,2")
-    parser.add_argument("--parse-only", nargs=3, metavar=("SOURCE", "OUTPUT", "PARALLELISM"),
+    parser.add_argument("--variant", nargs=4,
+                        metavar=("VARIANT", "SOURCE", "OUTPUT", "PARALLELISM"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.parse_only:
-        source, output, parallelism = args.parse_only
-        return parse_only_job(source, output, int(parallelism))
+    if args.variant:
+        variant, source, output, parallelism = args.variant
+        return variant_job(variant, source, output, int(parallelism))
     import pyflink.version
 
     print(f"# machine: {machine()}; {args.events:,} events over {args.keys:,} keys, default "
@@ -120,7 +147,11 @@ def main() -> None:
                 SERVICE, "flink", "--source", src, "--output", out, "--checkpoint-dir",
                 out + "-ck", "--parallelism", str(p)]))
             runs.append(("flink parse only", p, lambda src, out, p: [
-                sys.executable, os.path.abspath(__file__), "--parse-only", src, out, str(p)]))
+                sys.executable, os.path.abspath(__file__), "--variant", "parse-only", src, out,
+                str(p)]))
+            runs.append(("flink job, learner as bytes per event", p, lambda src, out, p: [
+                sys.executable, os.path.abspath(__file__), "--variant", "bytes", src, out,
+                str(p)]))
         for n, (label, p, argv) in enumerate(runs):
             startup, _ = timed(argv(small, os.path.join(work, f"s{n}"), p), work)
             seconds, peak = timed(argv(big, os.path.join(work, f"b{n}"), p), work)

@@ -26,6 +26,7 @@ key's applied events from 0 (the service's order of that key's predictions);
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import os
@@ -166,19 +167,33 @@ class LearnerFunction(KeyedProcessFunction):
         self.config, self.dead_letters = config, dead_letters
         self.state_digests = state_digests
 
+    # Keys whose state this instance also keeps at hand (0: none). Reading a ValueState
+    # costs more than the learner's step; the entry at hand is the very object the state
+    # holds (every step writes it back), and a new instance after a restore starts empty.
+    read_cache = STATE_CACHE
+
     def open(self, context):
         self.prototype = build_model(self.config)
         # (learner, applied events, refusals in a row) of the current key
         self.state = context.get_state(ValueStateDescriptor("learner",
                                                             Types.PICKLED_BYTE_ARRAY()))
+        self.at_hand = collections.OrderedDict()
         group, self.events, self.reject = _metric_groups(context)
         self.resets = group.counter("streamlearn_learner_resets_total")
         self.per_second = group.meter("streamlearn_events_per_second", 10)
 
+    def _store(self, key: str, entry: tuple) -> None:
+        self.state.update(entry)
+        if self.read_cache:
+            self.at_hand[key] = entry
+            self.at_hand.move_to_end(key)
+            if len(self.at_hand) > self.read_cache:
+                self.at_hand.popitem(last=False)
+
     def process_element(self, value, ctx):
         key, line = value
         self.per_second.mark_event()
-        learner, applied, refused = self.state.value() or (
+        learner, applied, refused = self.at_hand.get(key) or self.state.value() or (
             self.prototype.spawn(self.config.seed), 0, 0)
         event = parse(line, self.config.limits)
         try:
@@ -190,11 +205,11 @@ class LearnerFunction(KeyedProcessFunction):
                 if refused >= self.config.reset_after:
                     learner, refused = self.prototype.spawn(self.config.seed), 0
                     self.resets.inc()
-            self.state.update((learner, applied, refused))
+            self._store(key, (learner, applied, refused))
             yield self.dead_letters, _dead_letter(exc.invalid, line, key)
             return
         self.events["predicted" if event.y is None else "learned"].inc()
-        self.state.update((learner, applied + 1, 0))
+        self._store(key, (learner, applied + 1, 0))
         line = (f'{{"key": {_escape(key)}, "event": {applied}, "prediction": {prediction!r}, '
                 f'"y": {"null" if event.y is None else repr(event.y)}')
         if self.state_digests:
