@@ -1,11 +1,11 @@
-"""The service's per-key learners as an Apache Flink job (PyFlink; ``pip install
-streamlearn[flink]``).
+"""The service's per-key learners as an Apache Flink job (PyFlink; the README's "On Apache
+Flink" says how to install it beside River).
 
 The job is the service's loop spread over a cluster: JSON lines from files, the service's
 own parser and limits, ``key_by(key)``, and per key a learner held in Flink's keyed state,
 stepped by :func:`service.app.step` (predict, then learn or advance). Predictions go to a
 file sink; events the parser or the learner refuses go to a side output of dead letters.
-Every operator has a ``uid``, so savepoints survive upgrades and rescaling.
+Every operator the job adds has a ``uid``, so savepoints survive upgrades and rescaling.
 
 Flink owns the fault tolerance: checkpoints snapshot the keyed learners and the source's
 position together, and the file sink commits its files when a checkpoint completes, so the
