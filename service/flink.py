@@ -48,6 +48,7 @@ except ImportError as exc:  # an optional extra
 from .app import Refused, step
 from .config import Config, build_model, parse_param
 from .events import Invalid, parse
+from .metrics import EVENTS, EVENTS_PER_SECOND, INVALID_EVENTS, LEARNER_RESETS
 
 __all__ = ["LearnerFunction", "ParseFunction", "build_job", "committed_lines",
            "configuration", "main", "stop_with_savepoint"]
@@ -126,14 +127,14 @@ def _metric_groups(context):
     service's (``streamlearn_events_total``, ``streamlearn_invalid_events_total``,
     ``streamlearn_learner_resets_total``), their label as a key-value group."""
     group = context.get_metrics_group()
-    events = {outcome: group.add_group("outcome", outcome).counter("streamlearn_events_total")
+    events = {outcome: group.add_group("outcome", outcome).counter(EVENTS + "_total")
               for outcome in ("learned", "predicted", "invalid")}
     invalid = {}
 
     def reject(reason: str) -> None:
         if reason not in invalid:
             invalid[reason] = group.add_group("reason", reason).counter(
-                "streamlearn_invalid_events_total")
+                INVALID_EVENTS + "_total")
         invalid[reason].inc()
         events["invalid"].inc()
     return group, events, reject
@@ -179,8 +180,8 @@ class LearnerFunction(KeyedProcessFunction):
                                                             Types.PICKLED_BYTE_ARRAY()))
         self.at_hand = collections.OrderedDict()
         group, self.events, self.reject = _metric_groups(context)
-        self.resets = group.counter("streamlearn_learner_resets_total")
-        self.per_second = group.meter("streamlearn_events_per_second", 10)
+        self.resets = group.counter(LEARNER_RESETS + "_total")
+        self.per_second = group.meter(EVENTS_PER_SECOND, 10)
 
     def _store(self, key: str, entry: tuple) -> None:
         self.state.update(entry)

@@ -25,6 +25,11 @@ __all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS", "serve_metrics"]
 LISTEN_BACKLOG = 4096
 
 OUTCOMES = ("learned", "predicted", "invalid", "duplicate", "lost")
+# Names that the Flink job's metrics share (counters as exported, with their "_total").
+EVENTS = "streamlearn_events"
+INVALID_EVENTS = "streamlearn_invalid_events"
+LEARNER_RESETS = "streamlearn_learner_resets"
+EVENTS_PER_SECOND = "streamlearn_events_per_second"
 # Seconds, from 1 microsecond to 1 second.
 LATENCY_BUCKETS = (1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3,
                    1e-2, 0.1, 1.0)
@@ -100,10 +105,10 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry, learners=lambda: 0, window: int = 1000,
                  clock=time.monotonic):
         self.clock = clock
-        self._events = Counter("streamlearn_events", "Events by outcome", ["outcome"],
+        self._events = Counter(EVENTS, "Events by outcome", ["outcome"],
                                registry=registry)
         self._outcome = {o: self._events.labels(outcome=o) for o in OUTCOMES}
-        self._invalid = Counter("streamlearn_invalid_events", "Rejected events by reason",
+        self._invalid = Counter(INVALID_EVENTS, "Rejected events by reason",
                                 ["reason"], registry=registry)
         self._learn_seconds = LatencyHistogram("streamlearn_learn_seconds",
                                                "Time of one learn step", registry=registry)
@@ -118,7 +123,7 @@ class ServiceMetrics:
                                   "Learners evicted to the store", registry=registry)
         self._lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
                           ["partition"], registry=registry)
-        self._resets = Counter("streamlearn_learner_resets", "Learners reset after refusing "
+        self._resets = Counter(LEARNER_RESETS, "Learners reset after refusing "
                                "events in a row", registry=registry)
         self._corrupt = Counter("streamlearn_learner_corrupt", "Keys whose stored state could "
                                 "not be read back", registry=registry)
@@ -140,7 +145,7 @@ class ServiceMetrics:
                 lambda m=metric: self._loss.progressive(m))
         self._applied = 0
         self._marks = collections.deque([(clock(), 0)], maxlen=11)  # (time, events) per second
-        Gauge("streamlearn_events_per_second", "Events handled per second over the last ~10 s",
+        Gauge(EVENTS_PER_SECOND, "Events handled per second over the last ~10 s",
               registry=registry).set_function(self._throughput)
 
     def handled(self, outcome: str) -> None:
