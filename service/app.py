@@ -11,6 +11,7 @@ import os
 import time
 
 from .events import Invalid, Limits, parse
+from .health import Health
 from .pool import CorruptLearner
 from .sources import SourceError
 
@@ -80,12 +81,14 @@ class Service:
     at the end.
     ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None.
     ``limits`` bound each event (and the features a learner may grow to); a learner that
-    refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``)."""
+    refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``).
+    ``health`` hears each turn of the loop, source faults and failed checkpoints."""
 
     def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
                  dead_letters=None, checkpoint_every: int = 0,
                  checkpoint_interval: float = 30.0, idle_seconds: float = 1.0,
-                 limits: Limits = Limits(), reset_after: int = 10, clock=time.monotonic):
+                 limits: Limits = Limits(), reset_after: int = 10, health: Health | None = None,
+                 clock=time.monotonic):
         self.source = source
         self.pool = pool
         self.store = store
@@ -99,6 +102,7 @@ class Service:
         self.limits = limits
         self.reset_after = reset_after
         self.clock = clock
+        self.health = health if health is not None else Health(clock=clock)
         self._unacked: dict = {}  # partition -> records handled since the last ack
         self._since_checkpoint = 0
         self._last_activity = clock()
@@ -115,6 +119,8 @@ class Service:
             batch = self.source.poll(timeout=0.2)
             if batch is None:
                 break
+            self.health.beat()
+            self.health.failing("source", self.source.failing)
             now = self.clock()
             if (self._since_checkpoint or self._unacked) and (
                     now - self._checkpointed >= max(self.checkpoint_interval, self._pause)
@@ -212,6 +218,7 @@ class Service:
         start = time.perf_counter()
         if not self._flush():
             self._retry_at = self.clock() + CHECKPOINT_RETRY_SECONDS
+            self.health.failing("checkpoint", True)
             return False
         for stream in [self.dead_letters, *self.predictions]:
             if stream is not None and hasattr(stream, "fileno"):
@@ -227,4 +234,5 @@ class Service:
         self._unacked = {}
         self._since_checkpoint = 0
         self.metrics.checkpointed(time.perf_counter() - start, written)
+        self.health.failing("checkpoint", False)
         return True

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from .app import Service
 from .config import (Config, build_model, parse_param, parse_partition_range,
                      parse_partitions)
+from .health import Health
 from .layouts import StoredLayouts
 from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default 1048576)")
     run.add_argument("--reset-after", type=int, help="reset a learner that refused this many "
                      "events in a row (default 10)")
+    run.add_argument("--stall-seconds", type=float, help="/healthz answers 503 once the loop, "
+                     "the broker or checkpoints have stalled this long (default 60)")
     owned = run.add_mutually_exclusive_group()
     owned.add_argument("--partitions", help="consume only these partitions of a redis:// "
                        "source, e.g. 0,2 (default: all)")
@@ -83,9 +86,9 @@ def _open_output(path: str | None):
     return open(path, "a", encoding="utf-8")
 
 
-def build(config: Config, registry: CollectorRegistry):
-    """The service of ``config`` on ``registry``, resumed from its checkpoint; also returns the
-    output files to close."""
+def build(config: Config, registry: CollectorRegistry, health: Health | None = None):
+    """The service of ``config`` on ``registry``, resumed from its checkpoint, reporting to
+    ``health``; also returns the output files to close."""
     store = StateStore(config.checkpoint_dir)
     pool = LearnerPool(build_model(config), config.seed, store, config.max_learners)
     metrics = ServiceMetrics(registry, learners=lambda: len(pool))
@@ -108,20 +111,26 @@ def build(config: Config, registry: CollectorRegistry):
     service = Service(source, pool, store, metrics, positions, predictions=predictions,
                       dead_letters=dead, checkpoint_every=config.checkpoint_every,
                       checkpoint_interval=config.checkpoint_interval,
-                      limits=config.limits, reset_after=config.reset_after)
+                      limits=config.limits, reset_after=config.reset_after, health=health)
     return service, [out for out in [*predictions, dead]
                      if out is not None and out is not sys.stdout]
 
 
 def run(config: Config) -> int:
-    registry = CollectorRegistry()
-    service, outputs = build(config, registry)
+    registry, health = CollectorRegistry(), Health(config.stall_seconds)
     if config.metrics_address and config.metrics_address != "none":
+        # before the state loads: /readyz says 503 until it has, /healthz 200 meanwhile
         host, _, port = config.metrics_address.rpartition(":")
-        serve_metrics(registry, host or "127.0.0.1", int(port))
+        serve_metrics(registry, host or "127.0.0.1", int(port), health)
+    service, outputs = build(config, registry, health)
     stop = threading.Event()
+
+    def stopping(*_):
+        health.set_ready(False)  # draining: no new traffic
+        stop.set()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stopping)
+    health.set_ready(True)
     try:
         saved = service.run(stop)
         sample = registry.get_sample_value

@@ -13,6 +13,7 @@ import tomllib
 from streamlearn import ColumnarRegressor, ColumnarTD, serialization
 
 from .events import Limits
+from .health import STALL_SECONDS
 
 __all__ = ["Config", "MODELS", "build_model", "learner_class", "parse_param",
            "parse_partitions", "parse_partition_range"]
@@ -38,6 +39,7 @@ class Config:
     max_line_bytes: int = 1 << 20
     reset_after: int = 10
     partitions: tuple = ()            # the partitions of a redis:// source to own; (): all
+    stall_seconds: float = STALL_SECONDS  # /healthz fails after a stall this long
 
     @classmethod
     def build(cls, args, file: str | None = None) -> "Config":
@@ -75,10 +77,10 @@ class Config:
                 type(p) is int and p >= 0 for p in partitions) \
                 or len(set(partitions)) != len(partitions):
             raise ValueError(f"partitions must be distinct ints >= 0, got {partitions!r}")
-        if type(config.checkpoint_interval) not in (int, float) \
-                or not config.checkpoint_interval > 0:
-            raise ValueError(f"checkpoint_interval must be a number of seconds > 0, got "
-                             f"{config.checkpoint_interval!r}")
+        for name in ("checkpoint_interval", "stall_seconds"):
+            value = getattr(config, name)
+            if type(value) not in (int, float) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
         return config
 
     @property

@@ -18,6 +18,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import HistogramMetricFamily
 
+from .health import Health
+
 __all__ = ["ServiceMetrics", "OUTCOMES", "LATENCY_BUCKETS", "serve_metrics"]
 
 # Connections the metrics endpoint queues before it refuses one (socketserver's default is 5:
@@ -116,9 +118,14 @@ class ServiceMetrics:
                                                  "Time of one prediction", registry=registry)
         self._checkpoint_seconds = Histogram("streamlearn_checkpoint_seconds",
                                              "Time to write a checkpoint", registry=registry)
+        # the state on disk is current when the service starts (it resumes from it)
         self._last_checkpoint = Gauge("streamlearn_last_checkpoint_timestamp_seconds",
-                                      "Unix time of the last durable checkpoint",
-                                      registry=registry)
+                                      "Unix time of the last durable checkpoint (or of the "
+                                      "start)", registry=registry)
+        self._last_checkpoint.set(time.time())
+        self._unsaved = 0
+        Gauge("streamlearn_unsaved_events", "Events handled since the last durable "
+              "checkpoint", registry=registry).set_function(lambda: self._unsaved)
         self._evictions = Counter("streamlearn_learner_evictions",
                                   "Learners evicted to the store", registry=registry)
         self._lag = Gauge("streamlearn_consumer_lag", "Entries not yet delivered, per partition",
@@ -152,6 +159,7 @@ class ServiceMetrics:
         """Count one event; mark throughput at most once a second."""
         self._outcome[outcome].inc()
         self._applied += 1
+        self._unsaved += 1
         now = self.clock()
         if now - self._marks[-1][0] >= 1.0:
             self._marks.append((now, self._applied))
@@ -175,6 +183,7 @@ class ServiceMetrics:
 
     def checkpointed(self, seconds: float, learners: int) -> None:
         """A durable checkpoint that took ``seconds`` and wrote ``learners`` learners."""
+        self._unsaved = 0
         self._checkpoint_learners.observe(learners)
         self._checkpoint_seconds.observe(seconds)
         self._last_checkpoint.set(time.time())
@@ -204,10 +213,12 @@ class _Quiet(WSGIRequestHandler):
         """Scrapes are not logged."""
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve ``/metrics`` of ``registry`` on host:port from a daemon thread, a thread per
-    request, with a deep listen queue (``LISTEN_BACKLOG``). Returns the server (its
-    ``server_address`` has the port when 0 was asked for)."""
+def serve_metrics(registry: CollectorRegistry, host: str, port: int,
+                  health: Health | None = None) -> WSGIServer:
+    """Serve ``/metrics`` of ``registry`` (and ``/healthz``, ``/readyz`` of ``health``) on
+    host:port from a daemon thread, a thread per request, with a deep listen queue
+    (``LISTEN_BACKLOG``). Returns the server (its ``server_address`` has the port when 0
+    was asked for)."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                 flags=socket.AI_PASSIVE)[0][0]
 
@@ -216,6 +227,9 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServ
         daemon_threads = True  # a scrape in progress does not keep the process alive
         request_queue_size = LISTEN_BACKLOG
 
-    server = make_server(host, port, make_wsgi_app(registry), Server, handler_class=_Quiet)
+    app = make_wsgi_app(registry)
+    if health is not None:
+        app = health.app(app)
+    server = make_server(host, port, app, Server, handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -7,7 +7,8 @@ last applied position, so a replay after a crash never applies an event twice.
 within about its ``timeout`` whatever the input does, so the service answers SIGTERM and
 checkpoints when idle. A record whose ``raw`` is None was lost before it could be read (a
 trimmed Redis entry). Sources that talk to a server raise :class:`SourceError` for a fault
-the service should ride out (it retries later) and report each fault to ``on_error(kind)``.
+the service should ride out (it retries later) and report each fault to ``on_error(kind)``;
+their ``failing`` is true from a fault until the server answers again (files never fail).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class FileSource:
 
     name = "file"
     replayable = True
+    failing = False
     partition = "file"
 
     def __init__(self, path: str, follow: bool = False, positions: dict | None = None,
@@ -298,6 +300,7 @@ class StdinSource:
 
     name = "stdin"
     replayable = False
+    failing = False
     partition = "stdin"
 
     def __init__(self, limits: Limits = Limits(), stream=None):
@@ -533,6 +536,11 @@ class RedisSource:
             self.wait = 0.0
             return result
         raise SourceError(f"redis is not answering as expected; retrying in {self.wait:.2f} s")
+
+    @property
+    def failing(self) -> bool:
+        """Since the last fault, no call has answered."""
+        return self.wait > 0
 
     def poll(self, timeout: float):
         if self._reader is None:

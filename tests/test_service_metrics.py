@@ -10,6 +10,7 @@ from servers import prometheus_server
 from service_helpers import JUNK, event_lines, free_port, start_cli, wait_for, write_lines
 from streamlearn.service.cli import build
 from streamlearn.service.config import Config
+from streamlearn.service.metrics import ServiceMetrics
 from streamlearn.service.sources import FileSource
 
 
@@ -30,6 +31,24 @@ def _run(config, registry, replay: bool = False) -> None:
         service.store.close()
 
 
+def test_unsaved_events_count_up_to_a_checkpoint():
+    import time
+
+    registry = CollectorRegistry()
+    before = time.time()
+    metrics = ServiceMetrics(registry)
+    value = registry.get_sample_value
+    # before any checkpoint: the state on disk is as current as at the start
+    assert before <= value("streamlearn_last_checkpoint_timestamp_seconds") <= time.time()
+    for outcome in ("learned", "predicted", "invalid", "duplicate", "lost"):
+        metrics.handled(outcome)
+    assert value("streamlearn_unsaved_events") == 5
+    metrics.checkpointed(0.01, 3)
+    assert value("streamlearn_unsaved_events") == 0
+    metrics.handled("learned")
+    assert value("streamlearn_unsaved_events") == 1
+
+
 def test_metrics_count_every_outcome(tmp_path):
     lines = event_lines(400, n_keys=3, seed=1) + JUNK[:3]
     write_lines(tmp_path / "e.jsonl", lines)
@@ -47,6 +66,7 @@ def test_metrics_count_every_outcome(tmp_path):
     assert value("streamlearn_learners") == 2
     assert value("streamlearn_learner_evictions_total") > 0
     assert value("streamlearn_checkpoint_seconds_count") == 1
+    assert value("streamlearn_unsaved_events") == 0  # the run ends with a checkpoint
     assert 0 < value("streamlearn_progressive_loss", {"metric": "mae"}) \
         <= value("streamlearn_progressive_loss", {"metric": "rmse"})
     assert math.isfinite(value("streamlearn_loss", {"metric": "rmse"}))

@@ -151,7 +151,7 @@ def test_a_checkpoint_writes_only_the_learners_that_changed(tmp_path):
 class _Trickle:
     """A source that gives 10 records per poll, one (injected) second apart."""
 
-    name, replayable = "file", True
+    name, replayable, failing = "file", True, False
 
     def __init__(self, records, clock):
         self.records, self.clock = records, clock
