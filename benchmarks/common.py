@@ -1,8 +1,9 @@
-"""Helpers shared by the benchmark scripts: machine description, timing, and learner
-states as the service stores them."""
+"""Helpers shared by the benchmark scripts: machine description, timing, progress, and
+learner states as the service stores them."""
 
 import os
 import platform
+import sys
 import time
 
 
@@ -32,6 +33,51 @@ def machine() -> str:
     else:
         clones = "baseline x86-64 loops"
     return f"{cpu}, {os.cpu_count()} cores, {clones}, Python {platform.python_version()}"
+
+
+def add_quiet(parser) -> None:
+    """The ``--quiet`` flag of every benchmark that shows progress."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (there is one only when stderr is a terminal)")
+
+
+class Progress:
+    """A bar on stderr over ``total`` units of a benchmark's work: percent, units per second
+    and ETA (tqdm). Off when stderr is not a terminal or with ``quiet``: the output is then
+    exactly what it is without it. While it is on, stdout's lines print whole above it."""
+
+    def __init__(self, total: int, unit: str, quiet: bool = False):
+        from tqdm import tqdm
+
+        self.stdout, self.pending = sys.stdout, ""
+        on = not quiet and sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit=unit, unit_scale=total >= 10_000, file=sys.stderr,
+                        dynamic_ncols=True, disable=not on, leave=False)
+        if on:
+            sys.stdout = self
+
+    def write(self, text: str) -> int:
+        """stdout while the bar is on: whole lines go out with the bar cleared, then it is
+        drawn again below them."""
+        lines, newline, self.pending = (self.pending + text).rpartition("\n")
+        if newline:
+            self.bar.clear()
+            self.stdout.write(lines + newline)
+            self.stdout.flush()
+            self.bar.refresh()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+        if sys.stdout is self:
+            sys.stdout = self.stdout
+            self.stdout.write(self.pending)  # a line printed without its end
 
 
 def best_of(fn, repeats: int) -> list:

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 
-from common import machine
+from common import Progress, add_quiet, machine
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from service_helpers import SERVICE, event_lines, write_lines  # noqa: E402
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--variant", nargs=4,
                         metavar=("VARIANT", "SOURCE", "OUTPUT", "PARALLELISM"),
                         help=argparse.SUPPRESS)
+    add_quiet(parser)
     args = parser.parse_args()
     if args.variant:
         variant, source, output, parallelism = args.variant
@@ -152,12 +153,15 @@ def main() -> None:
             runs.append(("flink job, learner as bytes per event", p, lambda src, out, p: [
                 sys.executable, os.path.abspath(__file__), "--variant", "bytes", src, out,
                 str(p)]))
+        bar = Progress(len(runs) * args.events, "event", args.quiet)
         for n, (label, p, argv) in enumerate(runs):
             startup, _ = timed(argv(small, os.path.join(work, f"s{n}"), p), work)
             seconds, peak = timed(argv(big, os.path.join(work, f"b{n}"), p), work)
             net = args.events / max(seconds - startup, 1e-9)
             print(f"| {label} | {p} | {seconds:.2f} | {startup:.2f} | "
                   f"{args.events / seconds:,.0f} | {net:,.0f} | {peak:,.0f} |", flush=True)
+            bar.update(args.events)
+        bar.close()
 
 
 if __name__ == "__main__":

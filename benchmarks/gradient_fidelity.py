@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from common import machine
+from common import Progress, add_quiet, machine
 from streamlearn import ColumnarRegressor
 from streamlearn.diagnostics import gradient_fidelity
 
@@ -54,18 +54,24 @@ def main() -> None:
     parser.add_argument("--plot", help="write a PNG of agreement against density")
     parser.add_argument("--init-scale", type=float, default=0.5,
                         help="recurrent and lateral weights start U(-s, s) (default 0.5)")
+    add_quiet(parser)
     args = parser.parse_args()
     rows = []
+    bar = Progress(len(DENSITIES) * 2 * args.seeds, "seed", args.quiet)
     for density in DENSITIES:
         row = {"density": density}
         for meta in (False, True):
-            reports = [one(seed, density, meta, args.init_scale) for seed in range(args.seeds)]
+            reports = []
+            for seed in range(args.seeds):
+                reports.append(one(seed, density, meta, args.init_scale))
+                bar.update()
             summary = {k: summarise([r[k] for r in reports]) for k in METRICS}
             target = row.setdefault("meta", {}) if meta else row
             for k, (mean, half) in summary.items():
                 target[k] = mean
                 target[f"{k}_ci95"] = [mean - half, mean + half]
         rows.append(row)
+    bar.close()
     if args.json:
         print(json.dumps(rows))
     else:

@@ -21,7 +21,7 @@ import statistics
 
 import numpy as np
 
-from common import best_of, machine
+from common import Progress, add_quiet, best_of, machine
 from streamlearn import ColumnarRegressor
 
 
@@ -117,8 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big-columns", type=int, default=1_000_000)
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; min/median/max of {args.repeats} runs")
+    bar = Progress(9, "measurement", args.quiet)
     bandwidth = None
     for dtype, size in (("float64", 8), ("float32", 4)):
         for n_columns, rows in ((1024, 2000), (16384, 200), (args.big_columns, 3)):
@@ -131,11 +133,16 @@ def main() -> None:
                 print(f"stream a += b: {spread(bandwidth, fmt='{:.1f}')} GB/s -> memory-traffic "
                       f"bound {bound:.2f} ns per parameter ({8 * size} bytes: read and write P, "
                       f"TH, TC, V); kernel at {min(ns) / bound:.2f}x")
+            bar.update()
     print(f"forward step alone (predict_many), float64, 1024 columns: "
           f"{spread(forward_ns_per_parameter(1024, 2000, args.repeats))} ns per parameter")
+    bar.update()
     for label, ns in configurations(args.repeats):
         print(f"kernel, {label}: {spread(ns)} ns per parameter per learn step")
+    bar.update()
     ours, linear, many, kernel, n_params = river_api(args.repeats)
+    bar.update()
+    bar.close()
     print(f"River API, 10 columns x 8 features ({n_params} parameters): predict_one + "
           f"learn_one {spread(ours, fmt='{:,.0f}')} steps/s; River LinearRegression "
           f"{spread(linear, fmt='{:,.0f}')} steps/s; ratio {statistics.median(ours) / statistics.median(linear):.2f}")

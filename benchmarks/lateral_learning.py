@@ -16,7 +16,7 @@ import time
 import numpy as np
 from river import metrics
 
-from common import machine
+from common import Progress, add_quiet, machine
 from streamlearn import ColumnarRegressor
 from streamlearn.datasets import MovingAverage, StepsSinceEvent
 
@@ -47,20 +47,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--plot")
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; {args.seeds} seeds; progressive MAE (mean over seeds)")
     results = {}
+    bar = Progress(len(TASKS) * len(CONFIGS) * args.seeds * args.steps, "step", args.quiet)
     for task_name, task in TASKS.items():
         print(f"\n## {task_name}")
         print(f"{'network':>26} {'params':>7} {'us/step':>8} " + " ".join(
             f"{(i + 1) * args.every:>9}" for i in range(args.steps // args.every)))
         for name, config in CONFIGS.items():
-            runs = [curve(config, task, args.steps, seed, args.every) for seed in range(args.seeds)]
+            runs = []
+            for seed in range(args.seeds):
+                runs.append(curve(config, task, args.steps, seed, args.every))
+                bar.update(args.steps)
             mean = np.mean([points for _, points, _ in runs], axis=0)
             per_step = np.mean([cost for _, _, cost in runs]) * 1e6
             results[(task_name, name)] = mean
             print(f"{name:>26} {runs[0][0]:>7} {per_step:>8.1f} "
                   + " ".join(f"{v:>9.4f}" for v in mean))
+    bar.close()
     if args.plot:
         import matplotlib
 

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import machine
+from common import Progress, add_quiet, machine
 
 LAGS = 20        # the lags the linear reference is given (the counter needs 20)
 SCORED = 5_000   # the last events scored
@@ -111,10 +111,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=3)
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; n = {args.events:,}, MAE over the last {SCORED:,}, "
           f"mean over seeds 0-{args.seeds - 1} (events/s: median)")
     results = {}
+    runs = len(tasks(1_000, np.random.default_rng(0))) * sum(
+        args.seeds if seeded else 1 for _, seeded in MODELS.values())
+    bar = Progress(runs * args.events, "event", args.quiet)
     for seed in range(args.seeds):
         for task, (names, X, y) in tasks(args.events, np.random.default_rng(seed)).items():
             for label, (run, seeded) in MODELS.items():
@@ -125,6 +129,8 @@ def main() -> None:
                 elapsed = time.perf_counter() - start
                 results.setdefault((task, label), []).append(
                     (score(y, pred), len(y) / elapsed))
+                bar.update(len(y))
+    bar.close()
     labels = list(MODELS)
     print("\n| task | " + " | ".join(labels) + " |")
     print("|---|" + "---|" * len(labels))

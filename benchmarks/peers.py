@@ -12,7 +12,7 @@ import statistics
 
 import numpy as np
 
-from common import best_of, machine
+from common import Progress, add_quiet, best_of, machine
 from streamlearn import ColumnarRegressor
 
 
@@ -60,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
+    add_quiet(parser)
     args = parser.parse_args()
     xs, ys = rows(args.steps)
     print(f"# machine: {machine()}; {args.steps} steps, 8 features, min/median/max of "
@@ -69,17 +70,21 @@ def main() -> None:
     except ImportError:
         torch = None
         print("PyTorch: not installed, skipped (pip install torch)")
+    bar = Progress(2 if torch is None else 4, "learner", args.quiet)
     for dtype in ("float64", "float32"):  # each side in the same precision
         ours = ColumnarRegressor(n_columns=125, seed=0, dtype=dtype)
         ours_rate = river_rate(ours, xs, ys, args.repeats)
         print(f"ColumnarRegressor, 125 columns ({ours.n_parameters} parameters), {dtype}: "
               f"{'/'.join(f'{v:,.0f}' for v in sorted(ours_rate))} steps/s")
+        bar.update()
         if torch is None:
             continue
         rate, n = torch_rate(xs, ys, args.repeats, 30, dtype)
         print(f"PyTorch LSTMCell(8, 30) + Linear, truncation 1, RMSprop, {dtype} ({n} "
               f"parameters): {'/'.join(f'{v:,.0f}' for v in sorted(rate))} steps/s; "
               f"ColumnarRegressor is {statistics.median(ours_rate) / statistics.median(rate):.1f}x")
+        bar.update()
+    bar.close()
     try:
         from deep_river.regression import RNNRegressor  # noqa: F401
     except ImportError:

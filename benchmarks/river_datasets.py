@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from common import Progress, add_quiet, machine
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 DATASETS = (("TrumpApproval", "regression"), ("ChickWeights", "regression"),
@@ -149,40 +151,45 @@ def main() -> None:
     parser.add_argument("--deep-river-python", default=os.environ.get("DEEP_RIVER_PYTHON"))
     parser.add_argument("--job", nargs=4, metavar=("DATASET", "TASK", "MODEL", "SEED"),
                         help=argparse.SUPPRESS)
+    add_quiet(parser)
     args = parser.parse_args()
     if args.job:
         dataset, task, label, seed = args.job
         print(json.dumps(run_job(dataset, task, label, int(seed))))
         return
-    from common import machine
-
     print(f"# machine: {machine()}; {args.seeds} seeds where a model has one")
-    rows = []
+    plan = []  # (dataset, task, label, seeds)
     for dataset, task in DATASETS:
         labels = list(models(task, dataset, dataset == "ImageSegments"))
         if args.deep_river_python:
             labels.append(DEEP_RIVER)
         for label in labels:
             seeded = label == DEEP_RIVER or models(task, dataset, True)[label][1]
-            runs = []
-            for seed in range(args.seeds if seeded else 1):
-                if label == DEEP_RIVER:
-                    runs.append(_subprocess(
-                        [args.deep_river_python, "deep_river_worker.py", task, str(seed),
-                         str(SEASON.get(dataset, 0))], _plain_stream(dataset)))
-                else:
-                    runs.append(_subprocess([sys.executable, os.path.basename(__file__), "--job",
-                                             dataset, task, label, str(seed)]))
-            values = [r["metric"] for r in runs]
-            row = {"dataset": dataset, "task": task, "model": label,
-                   "metric": statistics.mean(values),
-                   "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                   "events_per_s": statistics.median(r["events_per_s"] for r in runs),
-                   "peak_mb": max(r["peak_mb"] for r in runs)}
-            rows.append(row)
-            print(f"{dataset:18s} {METRIC[task]:15s} {label:30s} {row['metric']:9.4f} +- "
-                  f"{row['sd']:.4f}  {row['events_per_s']:>11,.0f} events/s  "
-                  f"{row['peak_mb']:6.1f} MB", flush=True)
+            plan.append((dataset, task, label, args.seeds if seeded else 1))
+    bar = Progress(sum(seeds for *_, seeds in plan), "run", args.quiet)
+    rows = []
+    for dataset, task, label, seeds in plan:
+        runs = []
+        for seed in range(seeds):
+            if label == DEEP_RIVER:
+                runs.append(_subprocess(
+                    [args.deep_river_python, "deep_river_worker.py", task, str(seed),
+                     str(SEASON.get(dataset, 0))], _plain_stream(dataset)))
+            else:
+                runs.append(_subprocess([sys.executable, os.path.basename(__file__), "--job",
+                                         dataset, task, label, str(seed)]))
+            bar.update()
+        values = [r["metric"] for r in runs]
+        row = {"dataset": dataset, "task": task, "model": label,
+               "metric": statistics.mean(values),
+               "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+               "events_per_s": statistics.median(r["events_per_s"] for r in runs),
+               "peak_mb": max(r["peak_mb"] for r in runs)}
+        rows.append(row)
+        print(f"{dataset:18s} {METRIC[task]:15s} {label:30s} {row['metric']:9.4f} +- "
+              f"{row['sd']:.4f}  {row['events_per_s']:>11,.0f} events/s  "
+              f"{row['peak_mb']:6.1f} MB", flush=True)
+    bar.close()
     _summary(rows)
     _table(rows)
     _plot(rows, os.path.join(HERE, "river_datasets.png"))

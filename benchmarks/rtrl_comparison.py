@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from common import machine
+from common import Progress, add_quiet, machine
 from streamlearn import ColumnarRegressor
 from streamlearn.baselines import FullRTRL, TruncatedBPTTTD
 
@@ -62,11 +62,19 @@ def tbptt(hidden: int, k: int = 8) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot")
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; float64, 8 inputs; seconds per learn step (best of 3)")
-    curves = {"columnar RTRL (this kernel)": [columnar(n) for n in (100, 1_000, 10_000, 100_000)],
-              "full RTRL, dense LSTM (numpy)": [full_rtrl(h) for h in (4, 8, 16, 32, 48)],
-              "truncated BPTT k=8, dense LSTM (Cython)": [tbptt(h) for h in (8, 16, 32, 64, 128)]}
+    jobs = {"columnar RTRL (this kernel)": (columnar, (100, 1_000, 10_000, 100_000)),
+            "full RTRL, dense LSTM (numpy)": (full_rtrl, (4, 8, 16, 32, 48)),
+            "truncated BPTT k=8, dense LSTM (Cython)": (tbptt, (8, 16, 32, 64, 128))}
+    bar = Progress(sum(len(sizes) for _, sizes in jobs.values()), "size", args.quiet)
+    curves = {}
+    for name, (measure, sizes) in jobs.items():
+        for size in sizes:
+            curves.setdefault(name, []).append(measure(size))
+            bar.update()
+    bar.close()
     for name, points in curves.items():
         print(f"\n{name}")
         for n, t in points:

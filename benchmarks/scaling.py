@@ -12,7 +12,7 @@ import statistics
 
 import numpy as np
 
-from common import best_of, machine
+from common import Progress, add_quiet, best_of, machine
 from streamlearn import ColumnarRegressor
 
 
@@ -43,11 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}")
     print(f"{'columns':>8} {'parameters':>11} {'us/step (min/med/max)':>28} {'ns/param':>9}")
     sizes, times = [], []
-    for n_columns in (16, 64, 256, 1024, 4096, 16384):
+    columns = (16, 64, 256, 1024, 4096, 16384)
+    bar = Progress(len(columns), "size", args.quiet)
+    for n_columns in columns:
         n_params, per_step = measure(n_columns, args.min_seconds, args.repeats)
         best = min(per_step)
         sizes.append(n_params)
@@ -55,6 +58,8 @@ def main() -> None:
         spread = "/".join(f"{t * 1e6:.2f}" for t in (min(per_step), statistics.median(per_step),
                                                       max(per_step)))
         print(f"{n_columns:>8} {n_params:>11} {spread:>28} {best / n_params * 1e9:>9.2f}")
+        bar.update()
+    bar.close()
     logs, logt = np.log(sizes), np.log(times)
     slope = np.polyfit(logs, logt, 1)[0]
     slope_large = np.polyfit(logs[2:], logt[2:], 1)[0]

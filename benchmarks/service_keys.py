@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from common import machine, row_states
+from common import Progress, add_quiet, machine, row_states
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from service_helpers import free_port, wait_for  # noqa: E402
@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-scaling", action="store_true")
     parser.add_argument("--costs", action="store_true", help="what a key costs, per call")
     parser.add_argument("--stored", default="1000,1000000")
+    add_quiet(parser)
     args, extra = parser.parse_known_args()
     if args.checkpoint_scaling:
         print(f"# machine: {machine()}")
@@ -258,11 +259,12 @@ def main() -> None:
           f"{'ck p50 s':>8} {'ck p99 s':>8} {'lrn/ck':>7} {'MB/ck':>6} {'MB/s':>6} "
           f"{'RSS MB':>7} {'live MB':>8} {'dir MB':>7} {'state MB':>8} {'restart s':>9}")
     only = {int(k) for k in args.only.split(",")} if args.only else None
-    for source, keys, events, extra in RUNS:
-        if (source == "redis" and (args.no_redis or not shutil.which("redis-server"))) \
-                or (only and keys not in only):
-            continue
-        events = max(1, int(events * args.scale))
+    runs = [(source, keys, max(1, int(events * args.scale)), extra)
+            for source, keys, events, extra in RUNS
+            if not (source == "redis" and (args.no_redis or not shutil.which("redis-server")))
+            and not (only and keys not in only)]
+    bar = Progress(sum(events for _, _, events, _ in runs), "event", args.quiet)
+    for source, keys, events, extra in runs:
         with tempfile.TemporaryDirectory() as workdir:
             path, ck = os.path.join(workdir, "events.jsonl"), os.path.join(workdir, "ck")
             write_events(path, events, keys)
@@ -295,6 +297,8 @@ def main() -> None:
               f"{r['bytes_per_checkpoint'] / 1e6:>6.1f} {r['state_mb_per_second']:>6.0f} "
               f"{r['peak_rss_mb']:>7.0f} {r['live_learner_mb']:>8.1f} {r['folder_mb']:>7.1f} "
               f"{r['state_mb']:>8.1f} {restart:>9.2f}", flush=True)
+        bar.update(events)
+    bar.close()
 
 
 if __name__ == "__main__":

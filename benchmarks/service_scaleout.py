@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from common import machine
+from common import Progress, add_quiet, machine
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from servers import start_redis  # noqa: E402
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--processes", default="1,2")
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; {args.events} events over {args.keys} keys, "
           f"{args.partitions} partitions, default ColumnarRegressor, checkpoint every "
@@ -61,7 +62,9 @@ def main() -> None:
         path = os.path.join(workdir, "events.jsonl")
         write_lines(path, event_lines(args.events, n_keys=args.keys, seed=0))
         first = None
-        for processes in map(int, args.processes.split(",")):
+        rows = list(map(int, args.processes.split(",")))
+        bar = Progress(len(rows) * args.events, "event", args.quiet)
+        for processes in rows:
             port = free_port()  # a fresh server per row: every row reads from the start
             server = start_redis(workdir, port)
             try:
@@ -75,6 +78,8 @@ def main() -> None:
             first = first or elapsed
             print(f"{processes:>9} {elapsed:>8.2f} {args.events / elapsed:>10,.0f} "
                   f"{first / elapsed:>9.2f}", flush=True)
+            bar.update(args.events)
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from common import machine
+from common import Progress, add_quiet, machine
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from service_helpers import event_lines, free_port, wait_for, write_lines  # noqa: E402
@@ -77,15 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--no-redis", action="store_true")
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; {args.events} events, default ColumnarRegressor")
     print(f"{'source':>7} {'keys':>6} {'events/s':>10} {'learn p50 us':>13} {'learn p99 us':>13}")
     redis_bin = shutil.which("redis-server")
+    kinds = ("file",) if args.no_redis or not redis_bin else ("file", "redis")
+    bar = Progress(2 * len(kinds) * args.events, "event", args.quiet)
     for keys in (1, 10_000):
         lines = event_lines(args.events, n_keys=keys, seed=0)
-        for kind in ("file", "redis"):
-            if kind == "redis" and (args.no_redis or not redis_bin):
-                continue
+        for kind in kinds:
             with tempfile.TemporaryDirectory() as workdir:
                 path = os.path.join(workdir, "events.jsonl")
                 write_lines(path, lines)
@@ -107,6 +108,8 @@ def main() -> None:
                         server.terminate()
                         server.wait()
             print(f"{kind:>7} {keys:>6} {rate:>10.0f} {p50 * 1e6:>13.1f} {p99 * 1e6:>13.1f}")
+            bar.update(args.events)
+    bar.close()
 
 
 def _ping(port: int) -> bool:

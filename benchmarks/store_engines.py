@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from common import machine, row_states
+from common import Progress, add_quiet, machine, row_states
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -156,22 +156,27 @@ def run(engine_class, big: list, small: list, workdir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="sqlite,lmdb,rocksdict")
+    add_quiet(parser)
     args = parser.parse_args()
     random.seed(0)
     big, small = row_states(20, 64), row_states(4, 64)
     print(f"# machine: {machine()}")
     print(f"{'engine':>10} {'ck10k MB/s':>17} {'ck95k MB/s':>10} {'read us':>8} "
           f"{'write us':>8} {'reopen s':>8} {'folder MB':>9}")
-    for name in args.engines.split(","):
+    names = args.engines.split(",")
+    bar = Progress(len(names), "engine", args.quiet)
+    for name in names:
         try:
             engine_class = ENGINES[name]
             if name != "sqlite":
                 __import__(name)
         except (KeyError, ImportError):
             print(f"{name:>10} not installed (pip install {name})")
-            continue
-        with tempfile.TemporaryDirectory(dir=os.environ.get("SL_BENCH_DIR")) as workdir:
-            run(engine_class, big, small, workdir)
+        else:
+            with tempfile.TemporaryDirectory(dir=os.environ.get("SL_BENCH_DIR")) as workdir:
+                run(engine_class, big, small, workdir)
+        bar.update()
+    bar.close()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import machine
+from common import Progress, add_quiet, machine
 from streamlearn import ColumnarTD
 from streamlearn.baselines import TruncatedBPTTTD
 from streamlearn.datasets import TracePatterning
@@ -109,14 +109,19 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--plot")
     parser.add_argument("--json", action="store_true")
+    add_quiet(parser)
     args = parser.parse_args()
     methods = args.methods.split(",")
     every = max(1, args.steps // 100)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     jobs = [(m, s, args.steps, args.window, every, args.params) for m in methods for s in seeds]
     start = time.perf_counter()
+    bar, results = Progress(len(jobs) * args.steps, "step", args.quiet), []
     with multiprocessing.Pool(args.jobs) as pool:
-        results = pool.map(run, jobs, chunksize=1)
+        for result in pool.imap(run, jobs, chunksize=1):  # in order, as map gives them
+            results.append(result)
+            bar.update(args.steps)
+    bar.close()
     wall = time.perf_counter() - start
     if args.json:
         print(json.dumps(results))

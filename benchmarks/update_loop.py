@@ -25,7 +25,7 @@ import os
 import subprocess
 import tempfile
 
-from common import machine
+from common import Progress, add_quiet, machine
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DRIVER = r"""
@@ -160,12 +160,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=40_960)
     parser.add_argument("--repeats", type=int, default=5)
+    add_quiet(parser)
     args = parser.parse_args()
     print(f"# machine: {machine()}; traces and the optimiser's step over {args.params:,} "
           f"float64 parameters; min/median/max of {args.repeats}")
     with tempfile.TemporaryDirectory() as workdir:
         clones = build("clones", [], workdir)
         baseline = build("baseline", ["-DSTREAMLEARN_NO_CLONES"], workdir)
+        bar = Progress(9, "loop", args.quiet)
         for label, binary, rule in (("RMSProp, clones", clones, "rms"),
                                     ("SGD, clones", clones, "sgd"),
                                     ("divider alone, clones", clones, "div"),
@@ -178,6 +180,8 @@ def main() -> None:
             ns = sorted(run(binary, rule, args.params, args.repeats))
             print(f"{label:>22}: {ns[0]:.3f}/{ns[len(ns) // 2]:.3f}/{ns[-1]:.3f} ns per "
                   f"parameter")
+            bar.update()
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -82,13 +82,14 @@ class Service:
     ``predictions`` is a list of sinks (write/flush), ``dead_letters`` one or None.
     ``limits`` bound each event (and the features a learner may grow to); a learner that
     refuses ``reset_after`` events in a row is reset (see ``LearnerPool.refused``).
-    ``health`` hears each turn of the loop, source faults and failed checkpoints."""
+    ``health`` hears each turn of the loop, source faults and failed checkpoints;
+    ``progress``, if given, each batch once handled (an empty one when idle)."""
 
     def __init__(self, source, pool, store, metrics, positions: dict, predictions=(),
                  dead_letters=None, checkpoint_every: int = 0,
                  checkpoint_interval: float = 30.0, idle_seconds: float = 1.0,
                  limits: Limits = Limits(), reset_after: int = 10, health: Health | None = None,
-                 clock=time.monotonic):
+                 progress=None, clock=time.monotonic):
         self.source = source
         self.pool = pool
         self.store = store
@@ -103,6 +104,7 @@ class Service:
         self.reset_after = reset_after
         self.clock = clock
         self.health = health if health is not None else Health(clock=clock)
+        self.progress = progress
         self._unacked: dict = {}  # partition -> records handled since the last ack
         self._since_checkpoint = 0
         self._last_activity = clock()
@@ -133,6 +135,8 @@ class Service:
             if batch:
                 self._last_activity = now
                 self._flush()
+            if self.progress is not None:
+                self.progress(batch)
             if now - self._last_lag >= 1.0:
                 self._last_lag = now
                 for partition, lag in self.source.lag().items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 
 from prometheus_client import CollectorRegistry
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .app import Service
 from .config import (Config, build_model, parse_param, parse_partition_range,
@@ -18,7 +20,8 @@ from .health import Health
 from .layouts import StoredLayouts
 from .metrics import OUTCOMES, ServiceMetrics, serve_metrics
 from .pool import LearnerPool
-from .sources import RedisTarget, open_source
+from .progress import FileProgress
+from .sources import FileSource, RedisTarget, open_source
 from .store import StateStore, StoreError
 
 log = logging.getLogger("streamlearn.service")
@@ -53,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(default 1048576)")
     run.add_argument("--reset-after", type=int, help="reset a learner that refused this many "
                      "events in a row (default 10)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (shown only "
+                     "for a file source when stderr is a terminal)")
     run.add_argument("--stall-seconds", type=float, help="/healthz answers 503 once the loop, "
                      "the broker or checkpoints have stalled this long (default 60)")
     owned = run.add_mutually_exclusive_group()
@@ -131,8 +136,17 @@ def run(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stopping)
     health.set_ready(True)
+    bar = contextlib.nullcontext()
+    if isinstance(service.source, FileSource) and not config.quiet and sys.stderr.isatty() \
+            and "-" not in (config.predictions, config.dead_letter):  # not over stdout's lines
+        offset = service.positions.get(service.source.partition, (0, 0))[1]
+        service.progress = FileProgress(config.source, offset, sys.stderr)
+        bar = logging_redirect_tqdm()  # log lines print whole, above the bar
     try:
-        saved = service.run(stop)
+        with bar:
+            saved = service.run(stop)
+        if service.progress is not None:
+            service.progress.close()  # before the last log line, which then prints whole
         sample = registry.get_sample_value
         counts = {o: int(sample("streamlearn_events_total", {"outcome": o}) or 0)
                   for o in OUTCOMES}
@@ -143,6 +157,8 @@ def run(config: Config) -> int:
             log.error("the final checkpoint was not written (a prediction sink did not "
                       "answer): the events since the last one are applied again next run")
     finally:
+        if service.progress is not None:
+            service.progress.close()  # closing twice does nothing
         for out in outputs:
             out.close()
         service.source.close()

@@ -40,6 +40,7 @@ class Config:
     reset_after: int = 10
     partitions: tuple = ()            # the partitions of a redis:// source to own; (): all
     stall_seconds: float = STALL_SECONDS  # /healthz fails after a stall this long
+    quiet: bool = False               # no progress bar (there is one only on a terminal)
 
     @classmethod
     def build(cls, args, file: str | None = None) -> "Config":
