@@ -1,7 +1,9 @@
-"""What deploy/ ships: the alert rules under `promtool test rules`, and the Grafana dashboard
+"""What deploy/ ships: the alert rules under `promtool test rules`; the Grafana dashboard
 with every panel expression evaluated by a real Prometheus scraping a running service (which
-also loads and evaluates the alert rules)."""
+also loads and evaluates the alert rules); the example config run for real; the systemd
+unit under `systemd-analyze verify`; the container recipe's command and config."""
 
+import argparse
 import json
 import math
 import pathlib
@@ -11,12 +13,15 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 import redis
 
 from servers import prometheus_server, redis_server
-from service_helpers import JUNK, event_lines, free_port, start_cli, wait_for
+from service_helpers import (JUNK, applied_events, event_lines, free_port, run_cli, start_cli,
+                             wait_for, write_lines)
+from streamlearn.service.config import Config
 from streamlearn.service.sources import RedisTarget
 
 DEPLOY = pathlib.Path(__file__).resolve().parent.parent / "deploy"
@@ -134,3 +139,64 @@ def test_every_panel_returns_data_from_a_real_prometheus(tmp_path):
             stop.set()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0
+
+
+def test_the_example_config_runs_the_service_on_a_real_redis(tmp_path):
+    """deploy/streamlearn.toml as the systemd unit uses it, with only the addresses and
+    folders moved into the test's: it learns, answers /readyz, and stops cleanly."""
+    port = free_port()
+    with redis_server(tmp_path) as redis_port:
+        url = f"redis://127.0.0.1:{redis_port}/0?stream=events&partitions=4"
+        write_lines(tmp_path / "e.jsonl", event_lines(500, n_keys=10, seed=3) + JUNK[:2])
+        assert run_cli("produce", "--target", url, tmp_path / "e.jsonl").returncode == 0
+        proc = start_cli("run", "--config", DEPLOY / "streamlearn.toml", "--source", url,
+                         "--checkpoint-dir", tmp_path / "ck", "--dead-letter",
+                         tmp_path / "dead.jsonl", "--metrics-address", f"127.0.0.1:{port}")
+        try:
+            wait_for(lambda: applied_events(tmp_path / "ck") == 500, timeout=90,
+                     interval=0.2, what="every event learned and checkpointed")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
+                assert r.status == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 2
+
+
+def _cli_flags(argv: list) -> None:
+    """``streamlearn-service`` arguments as its parser reads them (SystemExit if unknown)."""
+    from streamlearn.service.cli import _parser
+
+    args = _parser().parse_args(argv)
+    assert args.command == "run"
+
+
+def test_the_systemd_unit_verifies(tmp_path):
+    """systemd-analyze verify finds nothing to say (it prints every line it cannot parse),
+    with ExecStart pointed at this streamlearn-service; its flags are the CLI's."""
+    unit = (DEPLOY / "systemd" / "streamlearn.service").read_text()
+    command = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.M)
+    _cli_flags(command.group(2).split())
+    assert "--config /etc/streamlearn/streamlearn.toml" in command.group(2)
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is not installed (Debian's systemd package)")
+    local = tmp_path / "streamlearn.service"
+    local.write_text(unit.replace(command.group(1), shutil.which("streamlearn-service")))
+    out = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout + out.stderr == "", out.stdout + out.stderr
+
+
+def test_the_container_recipe_runs_its_own_config():
+    recipe = (DEPLOY / "container" / "Containerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", recipe, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", recipe, re.M).group(1))
+    assert entry[0] == "streamlearn-service"
+    _cli_flags(entry[1:] + cmd)
+    copied = re.search(r"^COPY (deploy/container/streamlearn\.toml) (\S+)$", recipe, re.M)
+    assert copied.group(2) == cmd[cmd.index("--config") + 1]
+    config = Config.build(argparse.Namespace(), str(DEPLOY.parent / copied.group(1)))
+    assert config.checkpoint_dir.startswith("/data/")  # on the volume
+    assert "VOLUME /data" in recipe and "STOPSIGNAL SIGTERM" in recipe
+    assert config.metrics_address.endswith(":9464") and "EXPOSE 9464" in recipe
