@@ -11,6 +11,8 @@ import collections
 import hashlib
 import json
 import os
+import pathlib
+import signal
 import subprocess
 import sys
 
@@ -71,11 +73,39 @@ def _check(output, expected) -> None:
     assert sorted(dead) == reasons
 
 
-def _job(*args, timeout=300) -> None:
-    out = subprocess.run([sys.executable, JOB, *map(str, args)], capture_output=True,
-                         text=True, timeout=timeout, cwd=os.path.dirname(JOB),
-                         env={**os.environ, "FLINK_LOG_DIR": str(args[2]) + "-log"})
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+# PyFlink's Beam worker pool can release a Python environment twice while a failed task is
+# cancelled beside a running one ("java.lang.IllegalStateException: Reference count must not
+# be negative"): the mini-cluster's only TaskManager dies and the restarted job waits for
+# slots forever. That race is apache-beam's, not the job's (seen once in several runs of
+# the failure case); a case that hits it runs once more in fresh folders, and any other
+# failure fails the test.
+UPSTREAM_RACE = "Reference count must not be negative"
+
+
+def _job(*args, timeout=240) -> bool:
+    """Run a case of flink_job.py (OUTPUT is its second path; its Flink log goes to
+    OUTPUT-log); False if it hit UPSTREAM_RACE, to be run again."""
+    log = pathlib.Path(str(args[2]) + "-log")
+    proc = subprocess.Popen([sys.executable, JOB, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=os.path.dirname(JOB),
+                            env={**os.environ, "FLINK_LOG_DIR": str(log)},
+                            start_new_session=True)  # the JVM and Python workers with it
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+    raced = any(UPSTREAM_RACE in path.read_text(errors="replace") for path in log.glob("*.log"))
+    if proc.returncode != 0 and raced:
+        return False
+    assert proc.returncode == 0, output[-6000:]
+    return True
+
+
+def _twice(case) -> None:
+    """``case(attempt)`` until it returns True, at most twice (see UPSTREAM_RACE)."""
+    if not case(0):
+        assert case(1), f"{UPSTREAM_RACE!r} twice in a row"
 
 
 def test_a_failure_mid_run_commits_every_prediction_once(tmp_path):
@@ -84,23 +114,34 @@ def test_a_failure_mid_run_commits_every_prediction_once(tmp_path):
     events = tmp_path / "events.jsonl"
     write_lines(events, lines)
     expected = _service(tmp_path, events)
-    marker, output = tmp_path / "failed", tmp_path / "out"
-    # two subtasks of about N / 2 events each: one fails at about 60% of the stream
-    _job("failure", events, output, marker, 2, int(0.6 * N / 2))
-    assert marker.exists(), "the failure was not injected"
-    _check(output, expected)
+
+    def case(attempt):
+        marker, output = tmp_path / f"failed-{attempt}", tmp_path / f"out-{attempt}"
+        # two subtasks of about N / 2 events each: one fails at about 60% of the stream
+        if not _job("failure", events, output, marker, 2, int(0.6 * N / 2)):
+            return False
+        assert marker.exists(), "the failure was not injected"
+        _check(output, expected)
+        return True
+    _twice(case)
 
 
 def test_a_savepoint_at_parallelism_1_restores_at_parallelism_2(tmp_path):
     lines = event_lines(N, n_keys=KEYS, seed=8)
     first, second = lines[:N // 2], lines[N // 2:]
     first[10:10] = JUNK
-    folder = tmp_path / "in"
-    folder.mkdir()
-    write_lines(folder / "1.jsonl", first)
-    write_lines(tmp_path / "2.jsonl", second)
     write_lines(tmp_path / "all.jsonl", first + second)
     expected = _service(tmp_path, tmp_path / "all.jsonl")
-    _job("savepoint", folder, tmp_path / "out", tmp_path / "savepoints", tmp_path / "2.jsonl",
-         N // 2, N)
-    _check(tmp_path / "out", expected)
+
+    def case(attempt):
+        folder, second_file = tmp_path / f"in-{attempt}", tmp_path / f"2-{attempt}.jsonl"
+        folder.mkdir()
+        write_lines(folder / "1.jsonl", first)
+        write_lines(second_file, second)
+        output = tmp_path / f"out-{attempt}"
+        if not _job("savepoint", folder, output, tmp_path / f"savepoints-{attempt}",
+                    second_file, N // 2, N):
+            return False
+        _check(output, expected)
+        return True
+    _twice(case)
