@@ -11,7 +11,6 @@ import sys
 import threading
 
 from prometheus_client import CollectorRegistry
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .app import Service
 from .config import (Config, build_model, parse_param, parse_partition_range,
@@ -140,13 +139,10 @@ def run(config: Config) -> int:
     if isinstance(service.source, FileSource) and not config.quiet and sys.stderr.isatty() \
             and "-" not in (config.predictions, config.dead_letter):  # not over stdout's lines
         offset = service.positions.get(service.source.partition, (0, 0))[1]
-        service.progress = FileProgress(config.source, offset, sys.stderr)
-        bar = logging_redirect_tqdm()  # log lines print whole, above the bar
+        bar = service.progress = FileProgress(config.source, offset, sys.stderr)
     try:
-        with bar:
+        with bar:  # gone before the last log line, which then prints whole
             saved = service.run(stop)
-        if service.progress is not None:
-            service.progress.close()  # before the last log line, which then prints whole
         sample = registry.get_sample_value
         counts = {o: int(sample("streamlearn_events_total", {"outcome": o}) or 0)
                   for o in OUTCOMES}
@@ -157,8 +153,6 @@ def run(config: Config) -> int:
             log.error("the final checkpoint was not written (a prediction sink did not "
                       "answer): the events since the last one are applied again next run")
     finally:
-        if service.progress is not None:
-            service.progress.close()  # closing twice does nothing
         for out in outputs:
             out.close()
         service.source.close()

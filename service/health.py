@@ -8,8 +8,8 @@ while the loop makes progress and 503 once one of these has lasted ``stall_secon
 - the broker has not answered (every read failing, past the source's own backoff);
 - checkpoints fail (a prediction sink that does not take its lines).
 
-An idle loop (no events) still turns, so idleness is healthy; so is loading the state. Each 503 names its reasons in
-the JSON body, so a probe's log says what stalled.
+An idle loop (no events) still turns, so idleness is healthy; so is loading the state.
+Each 503 names its reasons in the JSON body, so a probe's log says what stalled.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ STALL_SECONDS = 60.0
 
 
 class Health:
-    """What the loop reports (``beat``, ``fault``, ``checkpoint``) and the probes read
-    (``live``, ``ready``); thread-safe, one writer (the loop) and many readers."""
+    """What the loop reports (``beat``, ``failing``, ``set_ready``) and the probes read
+    (``problems``, ``ready``); thread-safe, one writer (the loop) and many readers."""
 
     def __init__(self, stall_seconds: float = STALL_SECONDS, clock=time.monotonic):
         self.stall_seconds = stall_seconds

@@ -13,6 +13,7 @@ import os
 import time
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 __all__ = ["FileProgress"]
 
@@ -20,7 +21,7 @@ __all__ = ["FileProgress"]
 class FileProgress:
     """Called with each batch of a :class:`~service.sources.FileSource` (empty when idle),
     whose positions are (epoch, byte offset just after the line); ``offset``: where the run
-    resumed."""
+    resumed. As a context, it sends log lines above the bar and removes the bar at exit."""
 
     def __init__(self, path: str, offset: int, stream, clock=time.monotonic):
         self.path, self.clock = path, clock
@@ -46,5 +47,11 @@ class FileProgress:
             self.bar.set_postfix_str(f"{self.events / elapsed:,.0f} events/s", refresh=False)
         self.bar.update(offset - self.bar.n)
 
-    def close(self) -> None:
+    def __enter__(self):
+        self._logs = logging_redirect_tqdm()
+        self._logs.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logs.__exit__(*exc)
         self.bar.close()

@@ -136,21 +136,22 @@ def test_the_bar_follows_a_growing_and_a_rotated_file(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"x" * 1000)
     stream = io.StringIO()
-    bar = FileProgress(str(path), 200, stream, clock=iter([0.0, 1.0, 2.0, 3.0]).__next__)
-    assert (bar.bar.n, bar.bar.total) == (200, 1000)  # resumed at byte 200
 
     def batch(end, count=10):
         return [Record("file", (0, end), b"{}")] * count
-    bar(batch(600))
-    assert (bar.bar.n, bar.events) == (600, 10)
-    path.write_bytes(b"x" * 3000)  # the followed file grew
-    bar(batch(1500))
-    assert (bar.bar.n, bar.bar.total) == (1500, 3000)
-    path.write_bytes(b"y" * 500)  # rotated: a new file, read from its start
-    bar(batch(100))
-    assert (bar.bar.n, bar.bar.total) == (100, 500)
-    bar.close()
-    assert "events/s" in stream.getvalue()
+    with FileProgress(str(path), 200, stream,
+                      clock=iter([0.0, 1.0, 2.0, 3.0]).__next__) as bar:
+        assert (bar.bar.n, bar.bar.total) == (200, 1000)  # resumed at byte 200
+        bar(batch(600))
+        assert (bar.bar.n, bar.events) == (600, 10)
+        path.write_bytes(b"x" * 3000)  # the followed file grew
+        bar(batch(1500))
+        assert (bar.bar.n, bar.bar.total) == (1500, 3000)
+        path.write_bytes(b"y" * 500)  # rotated: a new file, read from its start
+        bar(batch(100))
+        assert (bar.bar.n, bar.bar.total) == (100, 500)
+        bar([])  # idle: the last position is drawn
+    assert "events/s" in stream.getvalue() and "100/500" in stream.getvalue()
 
 
 def _scaling(*flags, **where):
